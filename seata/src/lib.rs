@@ -5,6 +5,7 @@
 //! Layering: [`wire`] primitives → [`message`] bodies → [`frame`] header and head map →
 //! [`codec`] stream framing → [`client`] connections.
 
+pub mod client;
 pub mod codec;
 pub mod compress;
 pub mod dialect;
