@@ -1,1 +1,51 @@
-fn main() {}
+//! `txmesh`: the command-line entry point. Each subcommand lives in its own module; this file
+//! only parses the command line, sets up logging and dispatches.
+//!
+//! Exit codes: 0 on success, 2 on any error (clap uses 2 for usage errors as well).
+
+mod frame;
+mod logging;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// A Kubernetes-native, Seata-compatible distributed transaction system.
+#[derive(Debug, Parser)]
+#[command(name = "txmesh", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: logging::LogArgs,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The subcommands. Adding one: a variant here, its arm in [`Command::run`], and its module.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
+    #[command(subcommand)]
+    Frame(frame::FrameCommand),
+}
+
+impl Command {
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Frame(command) => command.run(),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.log.init().and_then(|()| cli.command.run()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // If stderr itself is gone there is nowhere left to report to.
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

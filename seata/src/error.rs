@@ -106,7 +106,7 @@ pub enum BodyError {
         field: &'static str,
     },
     /// An enum byte outside the table of its type.
-    #[error("unknown {kind} code {value}")]
+    #[error("invalid {kind} value {value}")]
     UnknownEnum {
         /// The enum type.
         kind: &'static str,

@@ -1,0 +1,56 @@
+//! Log output shared by every subcommand: `tracing` events to stderr, as text or JSON, so that
+//! stdout stays free for a command's own output.
+
+use std::io::IsTerminal;
+
+use anyhow::anyhow;
+use clap::{Args, ValueEnum};
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The global logging options.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Logging")]
+pub struct LogArgs {
+    /// Log line format.
+    #[arg(
+        long,
+        global = true,
+        env = "TXMESH_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    log_format: LogFormat,
+
+    /// Which events to log: a level (`debug`) or `tracing` filter directives
+    /// (`info,txmesh_seata=trace`).
+    #[arg(long, global = true, env = "TXMESH_LOG", default_value = "info")]
+    log_level: String,
+}
+
+impl LogArgs {
+    /// Installs the global subscriber.
+    pub fn init(&self) -> anyhow::Result<()> {
+        // Not `context`: the filter's error repeats its cause in its own message.
+        let filter = EnvFilter::try_new(&self.log_level)
+            .map_err(|error| anyhow!("invalid --log-level {:?}: {error}", self.log_level))?;
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        let installed = match self.log_format {
+            LogFormat::Text => builder
+                .with_ansi(std::io::stderr().is_terminal())
+                .try_init(),
+            LogFormat::Json => builder.json().try_init(),
+        };
+        installed.map_err(|error| anyhow!("cannot install the logger: {error}"))
+    }
+}
