@@ -149,25 +149,38 @@ fn head_string(area: &mut &[u8]) -> Result<Option<String>, FrameError> {
         .map_err(|_| FrameError::HeadMap("a string is not valid UTF-8"))
 }
 
-/// What a peer that does not start with `0xDADA` seems to be speaking (spec P12).
+/// What a peer that does not start with `0xDADA` seems to be speaking (spec P12). The magic is
+/// checked after two bytes, so a pattern matches when the bytes seen so far begin it.
 fn diagnose(start: &[u8]) -> &'static str {
     const HTTP_METHODS: [&[u8]; 7] = [
         b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC",
     ];
-    if start.starts_with(b"HTTP") {
+    let begins = |pattern: &[u8]| pattern.starts_with(&start[..start.len().min(pattern.len())]);
+    if begins(b"HTTP") {
         return "; the peer answered in HTTP: this is not a Seata RPC port (the console is 7091, RPC 8091)";
     }
-    if start.starts_with(b"PRI ") {
+    if begins(b"PRI ") {
         return "; the peer opened HTTP/2 (gRPC): point it at the gRPC port, not Seata RPC";
     }
-    if HTTP_METHODS
-        .iter()
-        .any(|m| start.starts_with(&m[..m.len().min(start.len())]) && start.len() >= 2)
-    {
+    if HTTP_METHODS.iter().any(|method| begins(method)) {
         return "; the peer sent an HTTP request to the Seata RPC port (the console/metrics port is 7091)";
     }
-    if start.starts_with(&[0x16, 0x03]) {
+    if begins(&[0x16, 0x03]) {
         return "; the peer started a TLS handshake, but Seata RPC is plain TCP";
     }
     ""
+}
+
+#[cfg(test)]
+mod tests {
+    use super::diagnose;
+
+    #[test]
+    fn two_bytes_are_enough_to_recognise_http_and_tls() {
+        assert!(diagnose(b"HT").contains("answered in HTTP"));
+        assert!(diagnose(b"GE").contains("HTTP request"));
+        assert!(diagnose(b"PRI * HT").contains("HTTP/2"));
+        assert!(diagnose(&[0x16, 0x03, 0x01]).contains("TLS"));
+        assert_eq!(diagnose(b"\x00\x01"), "");
+    }
 }

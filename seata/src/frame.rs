@@ -233,9 +233,10 @@ impl Frame {
             put_head_string(dst, key.as_deref());
             put_head_string(dst, value.as_deref());
         }
-        let head_len = u16::try_from(dst.len() - start).map_err(|_| EncodeError::TooLong {
+        // Java reads the head length as a signed i16.
+        let head_len = i16::try_from(dst.len() - start).map_err(|_| EncodeError::TooLong {
             length: dst.len() - start,
-            max: usize::from(u16::MAX),
+            max: i16::MAX as usize,
         })?;
         if let Some(message) = &self.body {
             if self.codec != Serializer::Seata {
