@@ -3,8 +3,10 @@
 //!
 //! Exit codes: 0 on success, 2 on any error (clap uses 2 for usage errors as well).
 
+mod coordinator;
 mod frame;
 mod logging;
+mod signals;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,6 +27,8 @@ struct Cli {
 /// The subcommands. Adding one: a variant here, its arm in [`Command::run`], and its module.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the Seata-compatible transaction coordinator.
+    Coordinator(coordinator::CoordinatorArgs),
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
     #[command(subcommand)]
     Frame(frame::FrameCommand),
@@ -33,6 +37,7 @@ enum Command {
 impl Command {
     fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Coordinator(args) => args.run(),
             Command::Frame(command) => command.run(),
         }
     }

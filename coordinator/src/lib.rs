@@ -1,4 +1,179 @@
 //! The txmesh coordinator: a Seata-compatible transaction coordinator whose state is a
-//! replicated state machine.
+//! replicated state machine on openraft, with its log and snapshots in RocksDB.
+//!
+//! Layering: [`state`] (pure, deterministic) ← [`store`] (RocksDB) ← [`raft`] / [`node`]
+//! (consensus, batching) ← [`tc`] (Seata semantics) and [`drivers`] (phase two, timeouts)
+//! ← [`server`] (Seata RPC).
 
+pub mod config;
+pub mod drivers;
+pub mod node;
+pub mod raft;
+pub mod server;
 pub mod state;
+pub mod store;
+pub mod tc;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::CoordinatorConfig;
+use drivers::PhaseTwo;
+use node::Node;
+use server::{RmRegistry, ServerContext};
+use tc::Tc;
+
+/// Why the coordinator cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The node did not start.
+    #[error(transparent)]
+    Start(#[from] node::StartError),
+    /// A listen address is unavailable.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running coordinator.
+pub struct Coordinator {
+    node: Arc<Node>,
+    phase_two: Arc<PhaseTwo>,
+    seata_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How often leadership is looked at to resume the drivers' work after an election.
+const LEADERSHIP_POLL: Duration = Duration::from_millis(200);
+
+impl Coordinator {
+    /// Starts the node, the Seata server and the drivers.
+    pub async fn start(config: CoordinatorConfig) -> Result<Self, RunError> {
+        let listener = TcpListener::bind(config.seata_addr)
+            .await
+            .map_err(|source| RunError::Bind {
+                addr: config.seata_addr,
+                source,
+            })?;
+        let seata_addr = listener.local_addr().map_err(|source| RunError::Bind {
+            addr: config.seata_addr,
+            source,
+        })?;
+        // The XID carries the port actually bound (tests bind port 0).
+        let config = CoordinatorConfig {
+            seata_addr,
+            ..config
+        };
+        let node = Node::start(&config).await?;
+        let registry = Arc::new(RmRegistry::default());
+        let phase_two = PhaseTwo::new(node.clone(), registry.clone(), config.recovery.clone());
+        let tc = Arc::new(Tc::new(
+            node.clone(),
+            phase_two.clone(),
+            config.xid_address(),
+        ));
+        let (stop, stopped) = watch::channel(false);
+        let ctx = Arc::new(ServerContext {
+            tc,
+            registry: registry.clone(),
+            tuning: config.server.clone(),
+        });
+        let tasks = vec![
+            tokio::spawn(server::serve(listener, ctx, stopped.clone())),
+            tokio::spawn(drivers::run_timeouts(
+                node.clone(),
+                phase_two.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(drivers::run_undo_log_trimming(
+                node.clone(),
+                registry,
+                config.recovery.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(follow_leadership(node.clone(), phase_two.clone(), stopped)),
+        ];
+        tracing::info!(%seata_addr, node_id = config.node_id, xid_address = %config.xid_address(), "coordinator started");
+        Ok(Self {
+            node,
+            phase_two,
+            seata_addr,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The Seata RPC address actually bound.
+    pub fn seata_addr(&self) -> SocketAddr {
+        self.seata_addr
+    }
+
+    /// The node, for reads of its state.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Transactions currently being driven through phase two.
+    pub fn phase_two_running(&self) -> usize {
+        self.phase_two.running()
+    }
+
+    /// Stops serving and shuts Raft down.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.node.shutdown().await;
+    }
+}
+
+/// Runs a coordinator until `shutdown` completes.
+pub async fn run(
+    config: CoordinatorConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let coordinator = Coordinator::start(config).await?;
+    shutdown.await;
+    tracing::info!("coordinator stopping");
+    coordinator.stop().await;
+    Ok(())
+}
+
+/// Completes once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// On gaining leadership (at start, or after an election), resumes every transaction that is
+/// in phase two; the new leader decides nothing anew and forces no rollback.
+async fn follow_leadership(
+    node: Arc<Node>,
+    phase_two: Arc<PhaseTwo>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut was_leader = false;
+    loop {
+        let leader = node.is_leader();
+        if leader && !was_leader {
+            let resumed = phase_two.resume_all();
+            tracing::info!(node_id = node.id, resumed, "leading; phase two resumed");
+        }
+        was_leader = leader;
+        tokio::select! {
+            _ = tokio::time::sleep(LEADERSHIP_POLL) => {}
+            _ = crate::stopped(&mut stopped) => return,
+        }
+    }
+}

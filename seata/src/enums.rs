@@ -37,10 +37,33 @@ macro_rules! named_enum {
                 f.write_str(self.name())
             }
         }
+    };
+}
 
+/// Serde by Seata name in human-readable formats (JSON) and by one-byte code in binary ones
+/// (the Raft log), where names would waste space and `deserialize_any` is unavailable.
+macro_rules! serde_by_code {
+    ($name:ident, $code:expr, $from_code:expr) => {
         impl Serialize for $name {
             fn serialize<S: SerdeSerializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                s.serialize_str(self.name())
+                if s.is_human_readable() {
+                    s.serialize_str(self.name())
+                } else {
+                    let code: fn($name) -> u8 = $code;
+                    s.serialize_u8(code(*self))
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let from_code: fn(u8) -> Option<$name> = $from_code;
+                let visitor = CodeOrName::new(from_code, $name::from_name);
+                if d.is_human_readable() {
+                    d.deserialize_any(visitor)
+                } else {
+                    d.deserialize_u8(visitor)
+                }
             }
         }
     };
@@ -66,11 +89,7 @@ macro_rules! wire_enum {
             }
         }
 
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(CodeOrName::<$name>::new(|c| $name::from_code(c).ok(), $name::from_name))
-            }
-        }
+        serde_by_code!($name, $name::code, |c| $name::from_code(c).ok());
     };
 }
 
@@ -350,15 +369,12 @@ named_enum!(
     }
 );
 
-impl<'de> Deserialize<'de> for TransactionExceptionCode {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let by_code = |c| crate::ExceptionCodeNumbering::V2_0.decode(c).ok();
-        d.deserialize_any(CodeOrName::new(
-            by_code,
-            TransactionExceptionCode::from_name,
-        ))
-    }
-}
+// Its compact code is the current (2.x) numbering, which is also its declaration order.
+serde_by_code!(
+    TransactionExceptionCode,
+    |c| crate::ExceptionCodeNumbering::V2_0.encode(c),
+    |c| crate::ExceptionCodeNumbering::V2_0.decode(c).ok()
+);
 
 #[cfg(test)]
 mod tests {

@@ -8,6 +8,7 @@
 pub mod client;
 pub mod codec;
 pub mod compress;
+pub mod correlation;
 pub mod dialect;
 pub mod enums;
 pub mod error;

@@ -192,26 +192,47 @@ impl TxState {
         }
     }
 
-    fn register(&mut self, tx_id: u64, mut branch: BranchSession) -> Outcome {
+    /// Why registering this branch would be refused now, if it would. The leader asks before
+    /// proposing, so a conflict on a hot row costs no log entry; applying asks again.
+    pub fn registration_refusal(
+        &self,
+        tx_id: u64,
+        branch_type: BranchType,
+        resource_id: &str,
+        lock_key: &str,
+        application_data: &str,
+    ) -> Option<Rejection> {
         let Some(session) = self.sessions.get(&tx_id) else {
-            return reject(
-                Code::GlobalTransactionNotExist,
-                format!("global transaction {tx_id} does not exist"),
-            );
+            let message = format!("global transaction {tx_id} does not exist");
+            return Some(Rejection::new(Code::GlobalTransactionNotExist, message));
         };
         // Saga forward recovery registers branches after the decision, as Seata allows.
-        if session.status != GlobalStatus::Begin && branch.branch_type != BranchType::Saga {
+        if session.status != GlobalStatus::Begin && branch_type != BranchType::Saga {
             let message = format!(
                 "global transaction {} is {}, not Begin",
                 session.xid, session.status
             );
-            return reject(Code::GlobalTransactionNotActive, message);
+            return Some(Rejection::new(Code::GlobalTransactionNotActive, message));
+        }
+        if branch_type != BranchType::At {
+            return None;
+        }
+        self.lock_conflict(tx_id, &row_keys(resource_id, lock_key), application_data)
+    }
+
+    fn register(&mut self, tx_id: u64, mut branch: BranchSession) -> Outcome {
+        let refusal = self.registration_refusal(
+            tx_id,
+            branch.branch_type,
+            &branch.resource_id,
+            &branch.lock_key,
+            &branch.application_data,
+        );
+        if let Some(rejection) = refusal {
+            return Outcome::Rejected(rejection);
         }
         if branch.branch_type == BranchType::At {
             let keys = row_keys(&branch.resource_id, &branch.lock_key);
-            if let Some(rejection) = self.lock_conflict(tx_id, &keys, &branch.application_data) {
-                return Outcome::Rejected(rejection);
-            }
             branch.locks = self.locks.acquire(tx_id, branch.branch_id, keys);
         }
         let branch_id = branch.branch_id;

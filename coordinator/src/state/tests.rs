@@ -80,7 +80,10 @@ fn rejected_with(outcome: &Outcome) -> Code {
 
 #[test]
 fn ids_come_from_the_log_index_and_xids_carry_the_address() {
-    let mut log = Log { index: 41, ..Log::default() };
+    let mut log = Log {
+        index: 41,
+        ..Log::default()
+    };
     let tx = log.begin(60_000, 1_000);
     assert_eq!(tx, 42);
     assert_eq!(

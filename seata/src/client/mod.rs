@@ -215,7 +215,7 @@ impl Shared {
         }
         let reason = self.close_reason().unwrap_or(reason);
         self.pending
-            .fail_all(|| ClientError::ConnectionClosed(reason.clone()));
+            .fail_everything(|| ClientError::ConnectionClosed(reason.clone()));
     }
 
     fn encode(&self, frame: &Frame) -> Result<Bytes, EncodeError> {

@@ -1,17 +1,14 @@
-//! Requests waiting for their answers, by request id, and merged batches by outer id.
+//! The client's in-flight requests: single requests by id, plus merged batches by outer id.
 
 use std::collections::HashMap;
+use std::ops::Deref;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::ClientError;
-use crate::message::Message;
-
-/// Where an answer goes.
-pub(crate) type Reply = oneshot::Sender<Result<Message, ClientError>>;
+use crate::correlation::{Correlation, lock};
 
 /// A merged batch whose answer has not come as one MergeResultMessage yet. Servers may answer
 /// sub-requests one by one instead, so entries also expire.
@@ -23,7 +20,7 @@ struct Merged {
 /// The in-flight table of one connection.
 #[derive(Default)]
 pub(crate) struct Pending {
-    replies: Mutex<HashMap<i32, Reply>>,
+    replies: Correlation<ClientError>,
     merged: Mutex<MergedTable>,
 }
 
@@ -35,33 +32,18 @@ struct MergedTable {
 
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
 
+impl Deref for Pending {
+    type Target = Correlation<ClientError>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.replies
+    }
+}
+
 impl Pending {
-    pub(crate) fn insert(&self, id: i32, reply: Reply) {
-        lock(&self.replies).insert(id, reply);
-    }
-
-    pub(crate) fn remove(&self, id: i32) -> Option<Reply> {
-        lock(&self.replies).remove(&id)
-    }
-
-    /// Delivers an answer; false when nobody waits for it (late or unknown).
-    pub(crate) fn complete(&self, id: i32, result: Result<Message, ClientError>) -> bool {
-        match self.remove(id) {
-            Some(reply) => {
-                // The caller may have given up in the meantime; that is not an error here.
-                let _ = reply.send(result);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Fails every waiting request (the connection is gone).
-    pub(crate) fn fail_all(&self, error: impl Fn() -> ClientError) {
-        let drained: Vec<Reply> = lock(&self.replies).drain().map(|(_, r)| r).collect();
-        for reply in drained {
-            let _ = reply.send(Err(error()));
-        }
+    /// Fails every waiting request and forgets the batches (the connection is gone).
+    pub(crate) fn fail_everything(&self, error: impl Fn() -> ClientError) {
+        self.replies.fail_all(error);
         lock(&self.merged).batches.clear();
     }
 
@@ -86,12 +68,4 @@ impl Pending {
     pub(crate) fn take_merged(&self, outer: i32) -> Option<Vec<i32>> {
         lock(&self.merged).batches.remove(&outer).map(|m| m.ids)
     }
-}
-
-/// A poisoned lock only means another thread panicked mid-update of a plain map; the map
-/// itself is still usable, and the connection must keep working.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

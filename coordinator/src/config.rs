@@ -1,0 +1,189 @@
+//! The coordinator's configuration: addresses from flags, tuning from an optional TOML file.
+//! Defaults are Seata's, except where its defaults are known pain points (noted per field).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `run` needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CoordinatorConfig {
+    /// This node's id in the Raft group.
+    pub node_id: u64,
+    /// Where the Raft log, vote and snapshots live.
+    pub data_dir: PathBuf,
+    /// Seata RPC listen address.
+    pub seata_addr: SocketAddr,
+    /// Raft peer listen address.
+    pub raft_addr: SocketAddr,
+    /// Admin HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Host written into XIDs; clients route by it. Defaults to the Seata listen IP, or
+    /// 127.0.0.1 when that is unspecified.
+    pub advertise_host: Option<String>,
+    /// Bearer token for mutating admin calls; without one they are refused.
+    pub admin_token: Option<String>,
+    /// Seata protocol tuning.
+    pub server: ServerTuning,
+    /// Phase-two and recovery tuning.
+    pub recovery: RecoveryTuning,
+    /// Raft tuning.
+    pub raft: RaftTuning,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            data_dir: PathBuf::from("data"),
+            seata_addr: SocketAddr::from(([0, 0, 0, 0], 8091)),
+            raft_addr: SocketAddr::from(([0, 0, 0, 0], 9091)),
+            http_addr: SocketAddr::from(([0, 0, 0, 0], 7091)),
+            advertise_host: None,
+            admin_token: None,
+            server: ServerTuning::default(),
+            recovery: RecoveryTuning::default(),
+            raft: RaftTuning::default(),
+        }
+    }
+}
+
+impl CoordinatorConfig {
+    /// Reads tuning from TOML text (any field may be given; the rest keep their defaults).
+    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// `host:port` that prefixes XIDs.
+    pub fn xid_address(&self) -> String {
+        let host = match &self.advertise_host {
+            Some(host) => host.clone(),
+            None if self.seata_addr.ip().is_unspecified() => "127.0.0.1".to_owned(),
+            None => self.seata_addr.ip().to_string(),
+        };
+        format!("{host}:{}", self.seata_addr.port())
+    }
+}
+
+/// Seata protocol settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerTuning {
+    /// Close a connection after this long without inbound bytes (Seata: 15 s).
+    pub read_idle_timeout_ms: u64,
+    /// Largest frame accepted (Seata: 8 MiB).
+    pub max_frame_len: usize,
+    /// Version reported in registration answers. At least 2.6.0 so 2.7 RMs unregister on
+    /// shutdown, which txmesh handles.
+    pub version: String,
+}
+
+impl Default for ServerTuning {
+    fn default() -> Self {
+        Self {
+            read_idle_timeout_ms: 15_000,
+            max_frame_len: txmesh_seata::DEFAULT_MAX_FRAME_LEN,
+            version: "2.7.0".into(),
+        }
+    }
+}
+
+impl ServerTuning {
+    /// The read-idle timeout.
+    pub fn read_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.read_idle_timeout_ms)
+    }
+}
+
+/// Phase two and recovery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RecoveryTuning {
+    /// How long an RM has to answer a BranchCommit/BranchRollback (Seata: 15 s).
+    pub phase_two_timeout_ms: u64,
+    /// First retry delay after a retryable phase-two failure (Seata retries every 1 s).
+    pub retry_initial_ms: u64,
+    /// Longest retry delay: the delay doubles up to this (Seata has no back-off at all).
+    pub retry_max_ms: u64,
+    /// Give up committing after this long since begin; none = never (Seata: -1).
+    pub max_commit_retry_ms: Option<u64>,
+    /// Give up rolling back after this long since begin; none = never (Seata: -1).
+    pub max_rollback_retry_ms: Option<u64>,
+    /// How often RMs are told to trim their undo logs (Seata: one day).
+    pub undo_log_delete_period_ms: u64,
+    /// Undo-log rows younger than this many days are kept (Seata: 7).
+    pub undo_log_save_days: i16,
+}
+
+impl Default for RecoveryTuning {
+    fn default() -> Self {
+        Self {
+            phase_two_timeout_ms: 15_000,
+            retry_initial_ms: 1_000,
+            retry_max_ms: 60_000,
+            max_commit_retry_ms: None,
+            max_rollback_retry_ms: None,
+            undo_log_delete_period_ms: 86_400_000,
+            undo_log_save_days: 7,
+        }
+    }
+}
+
+/// Raft settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RaftTuning {
+    /// Leader heartbeat period.
+    pub heartbeat_ms: u64,
+    /// Election timeout, lower bound.
+    pub election_timeout_min_ms: u64,
+    /// Election timeout, upper bound.
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot (and compact the log) after this many entries.
+    pub snapshot_every_entries: u64,
+    /// Most commands batched into one log entry.
+    pub max_commands_per_entry: usize,
+}
+
+impl Default for RaftTuning {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every_entries: 20_000,
+            max_commands_per_entry: 1_024,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_overrides_only_what_it_names() {
+        let config =
+            CoordinatorConfig::from_toml("[recovery]\nretry-max-ms = 8000\n").expect("valid");
+        assert_eq!(config.recovery.retry_max_ms, 8_000);
+        assert_eq!(config.recovery.retry_initial_ms, 1_000);
+        assert_eq!(config.seata_addr.port(), 8091);
+        assert!(
+            CoordinatorConfig::from_toml("[recovery]\nretry-max = 1\n").is_err(),
+            "typos are errors"
+        );
+    }
+
+    #[test]
+    fn the_xid_address_is_reachable() {
+        let mut config = CoordinatorConfig::default();
+        assert_eq!(config.xid_address(), "127.0.0.1:8091");
+        config.seata_addr = "10.1.2.3:18091".parse().expect("addr");
+        assert_eq!(config.xid_address(), "10.1.2.3:18091");
+        config.advertise_host = Some("tc-0.tc.ns.svc.cluster.local".into());
+        assert_eq!(config.xid_address(), "tc-0.tc.ns.svc.cluster.local:18091");
+    }
+}

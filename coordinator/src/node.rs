@@ -1,0 +1,201 @@
+//! One coordinator node: the store, the Raft instance, and the proposer that turns concurrent
+//! commands into shared log entries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::ClientWriteError;
+use openraft::{BasicNode, ServerState, SnapshotPolicy};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::config::CoordinatorConfig;
+use crate::raft::{MAX_PROPOSAL, NodeId, PeerNetwork, Proposal, Raft};
+use crate::state::{Command, Outcome};
+use crate::store::{self, SharedState};
+
+/// Why a node cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store does not open.
+    #[error(transparent)]
+    Store(#[from] store::OpenError),
+    /// openraft refused the configuration or failed to start.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Why a command was not applied. Only [`ProposeError::NotLeader`] is certain not to have
+/// been applied; the others may or may not have been.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// This node is not the leader.
+    #[error("not the leader{}", .leader.as_ref().map(|l| format!("; the leader is {l}")).unwrap_or_default())]
+    NotLeader {
+        /// The leader's address, when known.
+        leader: Option<String>,
+    },
+    /// Raft failed.
+    #[error("raft failed: {0}")]
+    Raft(String),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    Stopped,
+}
+
+/// A running node.
+pub struct Node {
+    /// This node's id.
+    pub id: NodeId,
+    /// The Raft instance.
+    pub raft: Raft,
+    /// The applied state, for reads.
+    pub state: Arc<SharedState>,
+    proposals: mpsc::Sender<Pending>,
+}
+
+struct Pending {
+    command: Command,
+    reply: oneshot::Sender<Result<Outcome, ProposeError>>,
+}
+
+/// Log entries in flight at once. While they are being written and synced, new commands
+/// queue up and go out together in the next entry: batching adapts to the load.
+const ENTRIES_IN_FLIGHT: usize = 8;
+
+impl Node {
+    /// Opens the store, starts Raft and, on a fresh data directory of a single-voter group,
+    /// initializes the group with this node.
+    pub async fn start(config: &CoordinatorConfig) -> Result<Arc<Self>, StartError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+            StartError::Raft(format!("cannot create {}: {e}", config.data_dir.display()))
+        })?;
+        let (log, machine) = store::open(&config.data_dir)?;
+        let state = machine.state();
+        let tuning = &config.raft;
+        let raft_config = openraft::Config {
+            cluster_name: "txmesh".into(),
+            heartbeat_interval: tuning.heartbeat_ms,
+            election_timeout_min: tuning.election_timeout_min_ms,
+            election_timeout_max: tuning.election_timeout_max_ms,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(tuning.snapshot_every_entries),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            config.node_id,
+            Arc::new(raft_config),
+            PeerNetwork,
+            log,
+            machine,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+        if !raft
+            .is_initialized()
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?
+        {
+            let members = BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr))]);
+            raft.initialize(members)
+                .await
+                .map_err(|e| StartError::Raft(e.to_string()))?;
+        }
+        let (proposals, queue) = mpsc::channel(64 * 1024);
+        let max_commands = tuning.max_commands_per_entry.clamp(1, MAX_PROPOSAL);
+        tokio::spawn(propose_loop(raft.clone(), queue, max_commands));
+        Ok(Arc::new(Self {
+            id: config.node_id,
+            raft,
+            state,
+            proposals,
+        }))
+    }
+
+    /// Replicates `command` and returns its outcome once it is committed and applied.
+    pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
+        let (reply, outcome) = oneshot::channel();
+        self.proposals
+            .send(Pending { command, reply })
+            .await
+            .map_err(|_| ProposeError::Stopped)?;
+        outcome.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Whether this node leads the group now.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Waits until this node leads the group.
+    pub async fn wait_for_leadership(&self, timeout: Duration) -> Result<(), ProposeError> {
+        self.raft
+            .wait(Some(timeout))
+            .state(ServerState::Leader, "leadership")
+            .await
+            .map(|_| ())
+            .map_err(|e| ProposeError::Raft(e.to_string()))
+    }
+
+    /// Stops Raft.
+    pub async fn shutdown(&self) {
+        if let Err(error) = self.raft.shutdown().await {
+            tracing::warn!(%error, "raft did not shut down cleanly");
+        }
+    }
+}
+
+/// Drains the queue into entries of up to `max_commands` commands, keeping up to
+/// [`ENTRIES_IN_FLIGHT`] entries in flight.
+async fn propose_loop(raft: Raft, mut queue: mpsc::Receiver<Pending>, max_commands: usize) {
+    let in_flight = Arc::new(Semaphore::new(ENTRIES_IN_FLIGHT));
+    while let Some(first) = queue.recv().await {
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < max_commands {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let (commands, replies): (Vec<Command>, Vec<_>) =
+            batch.into_iter().map(|p| (p.command, p.reply)).unzip();
+        let receiver = match raft.client_write_ff(Proposal(commands)).await {
+            Ok(receiver) => receiver,
+            Err(fatal) => {
+                let error = ProposeError::Raft(fatal.to_string());
+                replies
+                    .into_iter()
+                    .for_each(|reply| drop(reply.send(Err(error.clone()))));
+                continue;
+            }
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let result = match receiver.await {
+                Ok(Ok(response)) => Ok(response.data.0),
+                Ok(Err(ClientWriteError::ForwardToLeader(forward))) => {
+                    Err(ProposeError::NotLeader {
+                        leader: forward.leader_node.map(|node| node.addr),
+                    })
+                }
+                Ok(Err(other)) => Err(ProposeError::Raft(other.to_string())),
+                Err(_) => Err(ProposeError::Stopped),
+            };
+            match result {
+                Ok(outcomes) => {
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(error) => replies
+                    .into_iter()
+                    .for_each(|reply| drop(reply.send(Err(error.clone())))),
+            }
+        });
+    }
+}

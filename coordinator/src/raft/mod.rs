@@ -1,0 +1,56 @@
+//! The Raft group: type configuration, and the peer network.
+
+mod network;
+
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+pub use network::PeerNetwork;
+
+use crate::state::{Command, Outcome};
+
+/// A node's id in the group.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The coordinator's Raft types: batches of commands in, their outcomes out.
+    pub TypeConfig:
+        D = Proposal,
+        R = Applied,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+/// The commands of one log entry. Concurrent requests share an entry, so one append, one
+/// fsync and one round of replication serve them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal(pub Vec<Command>);
+
+/// What applying one log entry produced: one outcome per command, none for Raft's own
+/// entries (leader blanks, membership changes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied(pub Vec<Outcome>);
+
+/// Most commands one entry may carry: ids reserve 16 bits for the position.
+pub const MAX_PROPOSAL: usize = 1 << 16;
+
+/// The id of whatever the command at `position` of the entry at `index` creates: unique across
+/// leaders and restarts because log indexes are, and the same on every replica.
+pub const fn command_id(index: u64, position: usize) -> u64 {
+    index << 16 | position as u64
+}
+
+/// The Raft handle.
+pub type Raft = openraft::Raft<TypeConfig>;
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+/// A storage error.
+pub type StorageError = openraft::StorageError<NodeId>;
+/// A log id.
+pub type LogId = openraft::LogId<NodeId>;
+/// The membership as stored with the state.
+pub type StoredMembership = openraft::StoredMembership<NodeId, openraft::BasicNode>;
