@@ -3,10 +3,12 @@
 //!
 //! Layering: [`state`] (pure, deterministic) ← [`store`] (RocksDB) ← [`raft`] / [`node`]
 //! (consensus, batching) ← [`tc`] (Seata semantics) and [`drivers`] (phase two, timeouts)
-//! ← [`server`] (Seata RPC).
+//! ← [`server`] (Seata RPC) and [`admin`] (HTTP: probes, [`metrics`], operator API).
 
+pub mod admin;
 pub mod config;
 pub mod drivers;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod server;
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use admin::Admin;
 pub use config::CoordinatorConfig;
 use drivers::PhaseTwo;
 use node::Node;
@@ -50,6 +53,7 @@ pub struct Coordinator {
     node: Arc<Node>,
     phase_two: Arc<PhaseTwo>,
     seata_addr: SocketAddr,
+    http_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -58,18 +62,10 @@ pub struct Coordinator {
 const LEADERSHIP_POLL: Duration = Duration::from_millis(200);
 
 impl Coordinator {
-    /// Starts the node, the Seata server and the drivers.
+    /// Starts the node, the Seata server, the admin API and the drivers.
     pub async fn start(config: CoordinatorConfig) -> Result<Self, RunError> {
-        let listener = TcpListener::bind(config.seata_addr)
-            .await
-            .map_err(|source| RunError::Bind {
-                addr: config.seata_addr,
-                source,
-            })?;
-        let seata_addr = listener.local_addr().map_err(|source| RunError::Bind {
-            addr: config.seata_addr,
-            source,
-        })?;
+        let (listener, seata_addr) = bind(config.seata_addr).await?;
+        let (http_listener, http_addr) = bind(config.http_addr).await?;
         // The XID carries the port actually bound (tests bind port 0).
         let config = CoordinatorConfig {
             seata_addr,
@@ -89,8 +85,10 @@ impl Coordinator {
             registry: registry.clone(),
             tuning: config.server.clone(),
         });
+        let admin = Admin::new(node.clone(), phase_two.clone(), config.admin_token.clone());
         let tasks = vec![
             tokio::spawn(server::serve(listener, ctx, stopped.clone())),
+            tokio::spawn(admin::serve(http_listener, admin, stopped.clone())),
             tokio::spawn(drivers::run_timeouts(
                 node.clone(),
                 phase_two.clone(),
@@ -104,11 +102,12 @@ impl Coordinator {
             )),
             tokio::spawn(follow_leadership(node.clone(), phase_two.clone(), stopped)),
         ];
-        tracing::info!(%seata_addr, node_id = config.node_id, xid_address = %config.xid_address(), "coordinator started");
+        tracing::info!(%seata_addr, %http_addr, node_id = config.node_id, xid_address = %config.xid_address(), "coordinator started");
         Ok(Self {
             node,
             phase_two,
             seata_addr,
+            http_addr,
             stop,
             tasks,
         })
@@ -117,6 +116,11 @@ impl Coordinator {
     /// The Seata RPC address actually bound.
     pub fn seata_addr(&self) -> SocketAddr {
         self.seata_addr
+    }
+
+    /// The admin HTTP address actually bound.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// The node, for reads of its state.
@@ -149,6 +153,15 @@ pub async fn run(
     tracing::info!("coordinator stopping");
     coordinator.stop().await;
     Ok(())
+}
+
+/// Listens on `addr`; returns the listener and the address actually bound (tests bind port 0).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), RunError> {
+    let bound = match TcpListener::bind(addr).await {
+        Ok(listener) => listener.local_addr().map(|local| (listener, local)),
+        Err(error) => Err(error),
+    };
+    bound.map_err(|source| RunError::Bind { addr, source })
 }
 
 /// Completes once `stop` turns true (or its sender is gone).

@@ -3,13 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::config::CoordinatorConfig;
+use crate::metrics::Metrics;
 use crate::raft::{MAX_PROPOSAL, NodeId, PeerNetwork, Proposal, Raft};
 use crate::state::{Command, Outcome};
 use crate::store::{self, SharedState};
@@ -51,6 +52,8 @@ pub struct Node {
     pub raft: Raft,
     /// The applied state, for reads.
     pub state: Arc<SharedState>,
+    /// What this node records for Prometheus.
+    pub metrics: Arc<Metrics>,
     proposals: mpsc::Sender<Pending>,
 }
 
@@ -70,7 +73,8 @@ impl Node {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| {
             StartError::Raft(format!("cannot create {}: {e}", config.data_dir.display()))
         })?;
-        let (log, machine) = store::open(&config.data_dir)?;
+        let metrics = Arc::new(Metrics::default());
+        let (log, machine) = store::open(&config.data_dir, &metrics)?;
         let state = machine.state();
         let tuning = &config.raft;
         let raft_config = openraft::Config {
@@ -110,18 +114,24 @@ impl Node {
             id: config.node_id,
             raft,
             state,
+            metrics,
             proposals,
         }))
     }
 
     /// Replicates `command` and returns its outcome once it is committed and applied.
     pub async fn propose(&self, command: Command) -> Result<Outcome, ProposeError> {
+        let proposed = Instant::now();
         let (reply, outcome) = oneshot::channel();
         self.proposals
             .send(Pending { command, reply })
             .await
             .map_err(|_| ProposeError::Stopped)?;
-        outcome.await.map_err(|_| ProposeError::Stopped)?
+        let outcome = outcome.await.map_err(|_| ProposeError::Stopped)?;
+        if outcome.is_ok() {
+            self.metrics.observe_apply(proposed.elapsed());
+        }
+        outcome
     }
 
     /// Whether this node leads the group now.

@@ -35,6 +35,7 @@ fn config(dir: &TempDir) -> CoordinatorConfig {
     CoordinatorConfig {
         data_dir: dir.path().to_path_buf(),
         seata_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
         recovery: RecoveryTuning {
             retry_initial_ms: 50,
             retry_max_ms: 200,

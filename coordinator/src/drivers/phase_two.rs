@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::future::join_all;
 use tokio::sync::watch;
@@ -142,6 +142,7 @@ impl PhaseTwo {
                         let _ = self.node.propose(Command::GiveUp { tx_id }).await;
                         break;
                     }
+                    self.node.metrics.count_phase_two_retry();
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_millis(self.tuning.retry_max_ms));
                 }
@@ -270,7 +271,10 @@ impl PhaseTwo {
             Direction::Rollback => Message::BranchRollbackRequest(request),
         };
         let timeout = Duration::from_millis(self.tuning.phase_two_timeout_ms);
-        let response = match conn.request(message, timeout).await? {
+        let sent = Instant::now();
+        let answer = conn.request(message, timeout).await;
+        self.node.metrics.observe_phase_two(sent.elapsed());
+        let response = match answer? {
             Message::BranchCommitResponse(r) | Message::BranchRollbackResponse(r) => r,
             other => {
                 let error = txmesh_seata::BodyError::UnknownTypeCode(other.type_code());

@@ -10,6 +10,7 @@ use std::sync::{Arc, Weak};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AnyError, LogState, RaftLogReader, StorageIOError, Vote};
+use prometheus_client::metrics::histogram::Histogram;
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch, WriteOptions};
 
 use super::{CF_LOG, CF_META, cf, decode, encode};
@@ -23,19 +24,27 @@ const LAST_PURGED: &[u8] = b"last_purged";
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: mpsc::Sender<LogFlushed<TypeConfig>>,
+    syncer: mpsc::Sender<Written>,
 }
 
 impl LogStore {
-    pub(super) fn new(db: Arc<DB>) -> Self {
+    /// A store on `db` whose syncer records how many entries each fsync covers.
+    pub(super) fn new(db: Arc<DB>, entries_per_fsync: Histogram) -> Self {
         let (syncer, pending) = mpsc::channel();
         // Weak, so that dropping the stores closes the database.
         let sync_db = Arc::downgrade(&db);
         std::thread::Builder::new()
             .name("raft-log-sync".into())
-            .spawn(move || sync_loop(&sync_db, &pending))
+            .spawn(move || sync_loop(&sync_db, &pending, &entries_per_fsync))
             .unwrap_or_else(|e| panic!("cannot start the log syncer thread: {e}"));
         Self { db, syncer }
+    }
+
+    /// The last index saved as committed: a restart applies the log up to it again. Unreadable
+    /// counts as none, since openraft reads it too and reports the failure.
+    pub(super) fn saved_committed_index(&self) -> Option<u64> {
+        let committed = self.get_meta::<Option<LogId>>(COMMITTED).ok().flatten();
+        committed.flatten().map(|log_id| log_id.index)
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AnyError> {
@@ -74,17 +83,25 @@ impl LogStore {
     }
 }
 
+/// An append written but not yet durable: how many entries, and whom to tell.
+struct Written {
+    entries: usize,
+    callback: LogFlushed<TypeConfig>,
+}
+
 /// Acknowledges appends in batches: everything queued is already written, so one fsync of
 /// the WAL makes all of it durable. The database is held only during the fsync, and released
 /// before acknowledging.
-fn sync_loop(db: &Weak<DB>, pending: &mpsc::Receiver<LogFlushed<TypeConfig>>) {
+fn sync_loop(db: &Weak<DB>, pending: &mpsc::Receiver<Written>, entries_per_fsync: &Histogram) {
     while let Ok(first) = pending.recv() {
         let batch: Vec<_> = std::iter::once(first).chain(pending.try_iter()).collect();
+        entries_per_fsync
+            .observe(batch.iter().map(|written| written.entries).sum::<usize>() as f64);
         let result = match db.upgrade() {
             Some(db) => db.flush_wal(true).map_err(std::io::Error::other),
             None => Err(std::io::Error::other("the log store is closed")),
         };
-        for callback in batch {
+        for Written { callback, .. } in batch {
             callback.log_io_completed(
                 result
                     .as_ref()
@@ -195,10 +212,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| StorageIOError::write_log_entry(entry.log_id, AnyError::new(&e)))?;
             batch.put_cf(cf(&self.db, CF_LOG), index_key(entry.log_id.index), bytes);
         }
+        let entries = batch.len();
         self.db
             .write_opt(batch, &write_options(false))
             .map_err(|e| StorageIOError::write_logs(AnyError::new(&e)))?;
-        self.syncer.send(callback).map_err(|_| {
+        let written = Written { entries, callback };
+        self.syncer.send(written).map_err(|_| {
             StorageIOError::write_logs(AnyError::error("the log syncer thread is gone"))
         })?;
         Ok(())

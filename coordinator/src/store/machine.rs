@@ -14,6 +14,7 @@ use rocksdb::DB;
 use serde::{Deserialize, Serialize};
 
 use super::{CF_SNAPSHOT, OpenError, cf, decode, encode};
+use crate::metrics::{Metrics, StatusBefore};
 use crate::raft::{
     Applied, Entry, LogId, NodeId, Proposal, StorageError, StoredMembership, TypeConfig, command_id,
 };
@@ -64,11 +65,19 @@ pub struct StateMachineStore {
     state: Arc<SharedState>,
     db: Arc<DB>,
     snapshots_built: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+    /// Entries up to this index were applied, and counted, before a restart: applying them
+    /// again replays them and is not counted again.
+    replayed_until: Option<u64>,
 }
 
 impl StateMachineStore {
     /// Loads the last snapshot, if any, as the starting state.
-    pub(super) fn open(db: Arc<DB>) -> Result<Self, OpenError> {
+    pub(super) fn open(
+        db: Arc<DB>,
+        metrics: Arc<Metrics>,
+        replayed_until: Option<u64>,
+    ) -> Result<Self, OpenError> {
         let mut state = AppliedState::default();
         if let Some(stored) = load_snapshot(&db).map_err(|e| OpenError::Snapshot(e.to_string()))? {
             state = decode(&stored.data).map_err(|e| OpenError::Snapshot(e.to_string()))?;
@@ -77,6 +86,8 @@ impl StateMachineStore {
             state: Arc::new(SharedState(RwLock::new(state))),
             db,
             snapshots_built: Arc::default(),
+            metrics,
+            replayed_until,
         })
     }
 
@@ -126,10 +137,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Blank => Vec::new(),
                 EntryPayload::Normal(Proposal(commands)) => {
                     let index = entry.log_id.index;
+                    let counted = Some(index) > self.replayed_until;
                     let commands = commands.into_iter().enumerate();
                     commands
                         .map(|(position, command)| {
-                            state.tx.apply(command_id(index, position), command)
+                            let before = StatusBefore::read(&state.tx, &command);
+                            let outcome = state.tx.apply(command_id(index, position), command);
+                            if counted {
+                                self.metrics.count_step(before, &state.tx, &outcome);
+                            }
+                            outcome
                         })
                         .collect()
                 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+use crate::metrics::Metrics;
+
 pub use log::LogStore;
 pub use machine::{AppliedState, SharedState, StateMachineStore};
 
@@ -36,8 +38,12 @@ pub enum OpenError {
     Snapshot(String),
 }
 
-/// Opens (or creates) the store under `dir` and returns its two halves.
-pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
+/// Opens (or creates) the store under `dir` and returns its two halves, which record into
+/// `metrics`.
+pub fn open(
+    dir: &Path,
+    metrics: &Arc<Metrics>,
+) -> Result<(LogStore, StateMachineStore), OpenError> {
     let mut options = Options::default();
     options.create_if_missing(true);
     options.create_missing_column_families(true);
@@ -50,8 +56,10 @@ pub fn open(dir: &Path) -> Result<(LogStore, StateMachineStore), OpenError> {
         }
     })?;
     let db = Arc::new(db);
-    let machine = StateMachineStore::open(db.clone())?;
-    Ok((LogStore::new(db), machine))
+    let log = LogStore::new(db.clone(), metrics.entries_per_fsync());
+    let replayed_until = log.saved_committed_index();
+    let machine = StateMachineStore::open(db, metrics.clone(), replayed_until)?;
+    Ok((log, machine))
 }
 
 /// How long to wait for a database this process is still closing (an in-process restart may

@@ -15,7 +15,7 @@ struct TempStore;
 impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for TempStore {
     async fn build(&self) -> Result<(TempDir, LogStore, StateMachineStore), StorageError> {
         let dir = TempDir::new().expect("temp dir");
-        let (log, machine) = open(dir.path()).expect("opens");
+        let (log, machine) = open(dir.path(), &Arc::default()).expect("opens");
         Ok((dir, log, machine))
     }
 }
@@ -48,7 +48,7 @@ fn begin(index: u64) -> Entry {
 async fn the_log_and_vote_survive_a_restart() {
     let dir = TempDir::new().expect("temp dir");
     {
-        let (mut log, _) = open(dir.path()).expect("opens");
+        let (mut log, _) = open(dir.path(), &Arc::default()).expect("opens");
         log.save_vote(&Vote::new(3, 1)).await.expect("vote saved");
         log.blocking_append((1..=5).map(begin))
             .await
@@ -56,7 +56,7 @@ async fn the_log_and_vote_survive_a_restart() {
         log.truncate(log_id(1, 5)).await.expect("truncated");
         log.purge(log_id(1, 2)).await.expect("purged");
     }
-    let (mut log, _) = open(dir.path()).expect("reopens");
+    let (mut log, _) = open(dir.path(), &Arc::default()).expect("reopens");
     assert_eq!(log.read_vote().await.expect("vote"), Some(Vote::new(3, 1)));
     let state = log.get_log_state().await.expect("state");
     assert_eq!(state.last_purged_log_id, Some(log_id(1, 2)));
@@ -77,7 +77,7 @@ async fn the_log_and_vote_survive_a_restart() {
 async fn a_snapshot_restores_the_applied_state() {
     let dir = TempDir::new().expect("temp dir");
     let tx_id = {
-        let (_, mut machine) = open(dir.path()).expect("opens");
+        let (_, mut machine) = open(dir.path(), &Arc::default()).expect("opens");
         let applied = machine.apply([begin(7)]).await.expect("applied");
         let [Applied(outcomes)] = applied.as_slice() else {
             panic!("one entry, one result: {applied:?}")
@@ -103,7 +103,7 @@ async fn a_snapshot_restores_the_applied_state() {
         assert_eq!(snapshot.meta.last_log_id, Some(log_id(1, 7)));
         *tx_id
     };
-    let (_, mut machine) = open(dir.path()).expect("reopens");
+    let (_, mut machine) = open(dir.path(), &Arc::default()).expect("reopens");
     let (last_applied, _) = machine.applied_state().await.expect("applied state");
     assert_eq!(last_applied, Some(log_id(1, 7)));
     assert_eq!(

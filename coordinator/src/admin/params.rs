@@ -1,0 +1,111 @@
+//! Request input as typed values, with bad input answered as a JSON error: the XID in the
+//! path, query-string filters, and paging.
+
+use axum::extract::{FromRequestParts, Path, Query};
+use axum::http::Uri;
+use axum::http::request::Parts;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+use crate::tc::tx_id_of;
+
+/// Most items one page holds.
+const MAX_LIMIT: usize = 1_000;
+/// Items per page when the caller does not say.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The XID named in the path, as given.
+pub(super) struct Xid(pub(super) String);
+
+impl Xid {
+    /// The transaction id it ends with.
+    pub(super) fn tx_id(&self) -> Result<u64, ApiError> {
+        tx_id_of(&self.0).ok_or_else(|| {
+            ApiError::bad_request(format!("malformed XID {:?}: expected host:port:id", self.0))
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Xid {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(xid) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        Ok(Self(xid))
+    }
+}
+
+/// The query string of `uri` as `T`.
+pub(super) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    Query::try_from_uri(uri)
+        .map(|Query(params)| params)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+/// `offset` and `limit` from a query string.
+#[derive(Debug, Deserialize)]
+pub(super) struct Page {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    DEFAULT_LIMIT
+}
+
+impl Page {
+    /// The page a query string asks for.
+    pub(super) fn of(uri: &Uri) -> Result<Self, ApiError> {
+        let page: Self = query(uri)?;
+        if page.limit > MAX_LIMIT {
+            let message = format!("limit {} is above the maximum of {MAX_LIMIT}", page.limit);
+            return Err(ApiError::bad_request(message));
+        }
+        Ok(page)
+    }
+
+    /// How many `items` there are, and the ones on this page.
+    pub(super) fn select<T>(&self, items: impl Iterator<Item = T>) -> (usize, Vec<T>) {
+        let mut total = 0;
+        let mut selected = Vec::new();
+        for item in items {
+            if total >= self.offset && selected.len() < self.limit {
+                selected.push(item);
+            }
+            total += 1;
+        }
+        (total, selected)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(query: &str) -> Result<Page, ApiError> {
+        Page::of(&format!("/x?{query}").parse().expect("uri"))
+    }
+
+    #[test]
+    fn pages_count_everything_and_keep_their_slice() {
+        let page = page("offset=2&limit=3").expect("valid");
+        assert_eq!(page.select(0..10), (10, vec![2, 3, 4]));
+        assert_eq!(page.select(0..3), (3, vec![2]));
+        assert_eq!(page.select(0..1), (1, vec![]));
+    }
+
+    #[test]
+    fn limits_default_and_are_bounded() {
+        let defaults = page("").expect("valid");
+        assert_eq!(defaults.select(0..500).1.len(), DEFAULT_LIMIT);
+        assert!(page("limit=1000").is_ok());
+        assert!(page("limit=1001").is_err());
+        assert!(page("limit=-1").is_err());
+        assert!(page("offset=x").is_err());
+    }
+}
