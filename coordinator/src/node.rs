@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use txmesh_seata::GlobalStatus;
 
 use crate::config::CoordinatorConfig;
 use crate::metrics::Metrics;
@@ -132,6 +133,11 @@ impl Node {
             self.metrics.observe_apply(proposed.elapsed());
         }
         outcome
+    }
+
+    /// A transaction's status as applied here (`Finished` when unknown).
+    pub fn status(&self, tx_id: u64) -> GlobalStatus {
+        self.state.read().tx.status_or_finished(tx_id)
     }
 
     /// Whether this node leads the group now.

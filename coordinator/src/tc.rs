@@ -151,7 +151,7 @@ impl Tc {
         let Some(tx_id) = tx_id_of(xid) else {
             return malformed_xid(xid);
         };
-        ended(self.current_status(tx_id))
+        ended(self.node.status(tx_id))
     }
 
     async fn report(&self, request: GlobalReportRequest) -> GlobalEndResponse {
@@ -159,7 +159,7 @@ impl Tc {
             return malformed_xid(&request.xid);
         };
         let Some(status) = request.global_status else {
-            return ended(self.current_status(tx_id));
+            return ended(self.node.status(tx_id));
         };
         match self.node.propose(Command::Report { tx_id, status }).await {
             Ok(Outcome::Status(status)) => ended(status),
@@ -245,20 +245,11 @@ impl Tc {
         }
     }
 
-    fn current_status(&self, tx_id: u64) -> GlobalStatus {
-        self.node
-            .state
-            .read()
-            .tx
-            .status(tx_id)
-            .unwrap_or(GlobalStatus::Finished)
-    }
-
     /// Seata's failed end-responses still carry the transaction's real status.
     fn end_failure(&self, tx_id: u64, result: TxResult) -> GlobalEndResponse {
         GlobalEndResponse {
             result,
-            global_status: self.current_status(tx_id),
+            global_status: self.node.status(tx_id),
         }
     }
 }

@@ -82,7 +82,7 @@ impl PhaseTwo {
             .await
             .ok()
             .and_then(|status| *status);
-        ended.unwrap_or_else(|| self.status(tx_id))
+        ended.unwrap_or_else(|| self.node.status(tx_id))
     }
 
     /// Resumes every transaction that is in phase two (after a start or a leadership change).
@@ -108,15 +108,6 @@ impl PhaseTwo {
             .len()
     }
 
-    fn status(&self, tx_id: u64) -> GlobalStatus {
-        self.node
-            .state
-            .read()
-            .tx
-            .status(tx_id)
-            .unwrap_or(GlobalStatus::Finished)
-    }
-
     async fn drive(self: Arc<Self>, tx_id: u64, first_pass: watch::Sender<Option<GlobalStatus>>) {
         let mut delay = Duration::from_millis(self.tuning.retry_initial_ms);
         let mut marked_retrying = false;
@@ -136,7 +127,7 @@ impl PhaseTwo {
                             break;
                         }
                     }
-                    settle(&first_pass, self.status(tx_id));
+                    settle(&first_pass, self.node.status(tx_id));
                     if self.out_of_time(tx_id) {
                         tracing::warn!(tx_id, %reason, "phase two retries exhausted; kept for an operator");
                         let _ = self.node.propose(Command::GiveUp { tx_id }).await;
@@ -148,7 +139,7 @@ impl PhaseTwo {
                 }
             }
         }
-        settle(&first_pass, self.status(tx_id));
+        settle(&first_pass, self.node.status(tx_id));
         self.runs
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -176,7 +167,7 @@ impl PhaseTwo {
             match state.tx.session(tx_id) {
                 Some(s) => (s.xid.clone(), s.status, s.branches.clone()),
                 None => {
-                    return Pass::Ended(state.tx.status(tx_id).unwrap_or(GlobalStatus::Finished));
+                    return Pass::Ended(state.tx.status_or_finished(tx_id));
                 }
             }
         };
@@ -196,7 +187,7 @@ impl PhaseTwo {
             return results
                 .into_iter()
                 .find(|p| !matches!(p, Pass::Ended(_)))
-                .unwrap_or_else(|| Pass::Ended(self.status(tx_id)));
+                .unwrap_or_else(|| Pass::Ended(self.node.status(tx_id)));
         }
         for branch in &branches {
             match self.finish_branch(tx_id, &xid, branch, direction).await {
@@ -204,7 +195,7 @@ impl PhaseTwo {
                 other => return other,
             }
         }
-        Pass::Ended(self.status(tx_id))
+        Pass::Ended(self.node.status(tx_id))
     }
 
     /// Sends phase two to one branch and records the result if it ends the branch.

@@ -176,7 +176,8 @@ impl TxState {
             .is_none()
     }
 
-    fn status_or_finished(&self, tx_id: u64) -> GlobalStatus {
+    /// The status as Seata reports it: `Finished` for a transaction it does not know.
+    pub fn status_or_finished(&self, tx_id: u64) -> GlobalStatus {
         self.status(tx_id).unwrap_or(GlobalStatus::Finished)
     }
 
