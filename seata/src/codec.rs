@@ -98,8 +98,9 @@ pub(crate) fn decode_raw(
         return Ok(None);
     }
     let frame = src.split_to(full).freeze();
+    // Java reads the head length as a signed i16: beyond 32767 no Java peer can parse it.
     let head_len = usize::from(u16::from_be_bytes([frame[7], frame[8]]));
-    if !(HEADER_LEN..=full).contains(&head_len) {
+    if !(HEADER_LEN..=full.min(i16::MAX as usize)).contains(&head_len) {
         return Err(FrameError::BadHeadLength {
             head: head_len as u16,
             full: full as u32,

@@ -295,6 +295,9 @@ wire_enum!(
         PhaseOneRdonly = 13 => "PhaseOne_RDONLY",
         /// Retries stopped by an operator (2.4.0+).
         StopRetry = 14 => "STOP_RETRY",
+        /// Phase one failed in preparation; skipped by phase two like `PhaseOne_Failed`
+        /// (later 2.x).
+        PhaseOnePrepareFailed = 15 => "PhaseOne_PrepareFailed",
     }
 );
 
@@ -386,7 +389,7 @@ mod tests {
             assert_eq!(GlobalStatus::from_code(s.code()), Ok(*s));
         }
         assert_eq!(GlobalStatus::ALL.len(), 21);
-        assert_eq!(BranchStatus::ALL.len(), 15);
+        assert_eq!(BranchStatus::ALL.len(), 16);
         assert_eq!(
             BranchType::from_code(5),
             Err(BodyError::UnknownEnum {

@@ -144,6 +144,9 @@ pub enum EncodeError {
     /// The compressor is not available.
     #[error("compressor {0} is not supported (none, gzip, deflater and zstd are)")]
     UnsupportedCompressor(Compressor),
+    /// The head map does not fit the signed 16-bit head length Java reads.
+    #[error("the head map makes a head of {0} bytes; at most 32767 fit the head length field")]
+    HeadMapTooLong(usize),
     /// The encoded frame is larger than the limit.
     #[error("encoded frame of {length} bytes exceeds the maximum of {max}")]
     TooLong {

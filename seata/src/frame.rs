@@ -234,10 +234,9 @@ impl Frame {
             put_head_string(dst, value.as_deref());
         }
         // Java reads the head length as a signed i16.
-        let head_len = i16::try_from(dst.len() - start).map_err(|_| EncodeError::TooLong {
-            length: dst.len() - start,
-            max: i16::MAX as usize,
-        })?;
+        let head_len = dst.len() - start;
+        let head_len =
+            i16::try_from(head_len).map_err(|_| EncodeError::HeadMapTooLong(head_len))?;
         if let Some(message) = &self.body {
             if self.codec != Serializer::Seata {
                 return Err(EncodeError::UnsupportedSerializer(self.codec));

@@ -306,7 +306,16 @@ fn full_length_above_the_limit_is_refused_from_the_header_alone() {
 
 #[test]
 fn head_length_outside_the_frame_is_refused() {
-    for (head, full) in [(0u16, 20u32), (15, 20), (21, 20), (40, 32), (u16::MAX, 16)] {
+    // 40000 fits the frame but not Java's signed 16-bit head length.
+    let cases = [
+        (0u16, 20u32),
+        (15, 20),
+        (21, 20),
+        (40, 32),
+        (u16::MAX, 16),
+        (40_000, 40_016),
+    ];
+    for (head, full) in cases {
         let error = frame_error(&with_head_length(head, full));
         assert!(
             matches!(error, FrameError::BadHeadLength { head: h, full: f } if h == head && f == full),
@@ -745,12 +754,12 @@ fn unknown_enum_values_are_refused() {
             Wire::new(13)
                 .str16(b"x")
                 .i64(1)
-                .u8(15)
+                .u8(16)
                 .str16(b"r")
                 .str32(b"")
                 .u8(0)
                 .build(),
-            unknown("branch status", 15),
+            unknown("branch status", 16),
         ),
         // GlobalCommitResponse.globalStatus.
         (global_end_response(1, 0, 21), unknown("global status", 21)),
@@ -1053,7 +1062,7 @@ fn a_head_length_beyond_i16_max_is_refused_when_encoding() {
     let result = frame.encode(&Dialect::CURRENT, DEFAULT_MAX_FRAME_LEN, &mut dst);
     let written = dst.get(7..9).map(|b| i16::from_be_bytes([b[0], b[1]]));
     assert!(
-        matches!(result, Err(EncodeError::TooLong { .. })),
+        matches!(result, Err(EncodeError::HeadMapTooLong(40_020))),
         "encoded a head length Java reads as {written:?}: {result:?}"
     );
     assert!(dst.is_empty());

@@ -305,9 +305,7 @@ impl TxState {
                 return state.start_rollback(tx_id, true);
             }
             state.deadlines.remove(&(session.deadline_ms(), tx_id));
-            session
-                .branches
-                .retain(|b| b.status != BranchStatus::PhaseOneFailed);
+            session.branches.retain(|b| !b.failed_in_phase_one());
             // The decision is final: AT rows are settled, other writers may proceed.
             for branch in &mut session.branches {
                 state.locks.release(&std::mem::take(&mut branch.locks));
@@ -332,7 +330,7 @@ impl TxState {
         let (failed, live): (Vec<_>, Vec<_>) = session
             .branches
             .drain(..)
-            .partition(|b| b.status == BranchStatus::PhaseOneFailed);
+            .partition(|b| b.failed_in_phase_one());
         session.branches = live;
         failed.iter().for_each(|b| self.locks.release(&b.locks));
         let (rolling, done) = match timed_out {

@@ -46,7 +46,7 @@ impl GlobalSession {
     pub fn commits_async(&self) -> bool {
         self.branches
             .iter()
-            .all(|b| b.branch_type == BranchType::At || b.status == BranchStatus::PhaseOneFailed)
+            .all(|b| b.branch_type == BranchType::At || b.failed_in_phase_one())
     }
 }
 
@@ -69,6 +69,16 @@ pub struct BranchSession {
     pub status: BranchStatus,
     /// Row keys this branch owns in the lock table.
     pub locks: Vec<String>,
+}
+
+impl BranchSession {
+    /// Whether the branch failed in phase one, so phase two skips it without a call.
+    pub fn failed_in_phase_one(&self) -> bool {
+        matches!(
+            self.status,
+            BranchStatus::PhaseOneFailed | BranchStatus::PhaseOnePrepareFailed
+        )
+    }
 }
 
 /// Which way phase two goes for a status.
