@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use txmesh_coordinator::CoordinatorConfig;
+use txmesh_coordinator::config::Peer;
 
 /// Options of `txmesh coordinator`.
 #[derive(Debug, Args)]
@@ -41,6 +42,17 @@ pub struct CoordinatorArgs {
     #[arg(long, env = "TXMESH_NODE_ID")]
     node_id: Option<u64>,
 
+    /// The voters of a new group, this node included: `id=host:port,...` (Raft addresses;
+    /// DNS names are resolved again on every reconnect). The lowest id initializes an empty
+    /// group. Without it, this node is a single-voter group.
+    #[arg(long, env = "TXMESH_PEERS", value_delimiter = ',', value_parser = Peer::parse)]
+    peers: Vec<Peer>,
+
+    /// Take the node id from the host name's StatefulSet ordinal (`name-2` → node 3: ids
+    /// start at 1).
+    #[arg(long, env = "TXMESH_NODE_ID_FROM_HOSTNAME", conflicts_with = "node_id")]
+    node_id_from_hostname: bool,
+
     /// File holding the bearer token for mutating admin calls; without it they are refused.
     #[arg(long, env = "TXMESH_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
@@ -73,7 +85,21 @@ impl CoordinatorArgs {
         config.seata_addr = self.seata_addr.unwrap_or(config.seata_addr);
         config.raft_addr = self.raft_addr.unwrap_or(config.raft_addr);
         config.http_addr = self.http_addr.unwrap_or(config.http_addr);
-        config.node_id = self.node_id.unwrap_or(config.node_id);
+        config.node_id = match self.node_id_from_hostname {
+            true => node_id_from_hostname()?,
+            false => self.node_id.unwrap_or(config.node_id),
+        };
+        if !self.peers.is_empty() {
+            config.peers = self.peers;
+        }
+        if !config.peers.is_empty() {
+            anyhow::ensure!(
+                config.peers.iter().any(|peer| peer.id == config.node_id),
+                "node {} is not among the peers {:?}",
+                config.node_id,
+                config.peers.iter().map(|p| p.id).collect::<Vec<_>>()
+            );
+        }
         config.advertise_host = self.advertise_host.or(config.advertise_host);
         Ok(config)
     }
@@ -87,5 +113,35 @@ impl CoordinatorArgs {
                 .await
                 .context("coordinator failed")
         })
+    }
+}
+
+/// The node id from a StatefulSet pod's host name (`txmesh-coordinator-2` → 3).
+fn node_id_from_hostname() -> anyhow::Result<u64> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .context("cannot read the host name")?;
+    ordinal_node_id(hostname.trim())
+}
+
+fn ordinal_node_id(hostname: &str) -> anyhow::Result<u64> {
+    let ordinal = hostname
+        .rsplit('-')
+        .next()
+        .and_then(|o| o.parse::<u64>().ok());
+    let ordinal =
+        ordinal.with_context(|| format!("host name {hostname:?} does not end in -<ordinal>"))?;
+    Ok(ordinal + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ordinal_node_id;
+
+    #[test]
+    fn statefulset_ordinals_become_node_ids() {
+        assert_eq!(ordinal_node_id("txmesh-coordinator-0").expect("ordinal"), 1);
+        assert_eq!(ordinal_node_id("tc-12").expect("ordinal"), 13);
+        assert!(ordinal_node_id("coordinator").is_err());
     }
 }

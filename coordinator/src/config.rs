@@ -32,6 +32,43 @@ pub struct CoordinatorConfig {
     pub recovery: RecoveryTuning,
     /// Raft tuning.
     pub raft: RaftTuning,
+    /// The voters of a new group (this node included), by id. Empty: a single-voter group of
+    /// this node. The lowest id initializes an empty group; the others wait to be contacted.
+    pub peers: Vec<Peer>,
+}
+
+/// One member of the group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Peer {
+    /// Its node id.
+    pub id: u64,
+    /// Its Raft address, `host:port`; a DNS name is resolved again on every reconnect.
+    pub addr: String,
+}
+
+impl Peer {
+    /// Parses `id=host:port`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let (id, addr) = text
+            .split_once('=')
+            .ok_or_else(|| format!("peer {text:?} is not id=host:port"))?;
+        let id = id
+            .trim()
+            .parse()
+            .map_err(|_| format!("peer {text:?} has no numeric id"))?;
+        let addr = addr.trim();
+        if !addr
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+        {
+            return Err(format!("peer {text:?} has no host:port address"));
+        }
+        Ok(Self {
+            id,
+            addr: addr.to_owned(),
+        })
+    }
 }
 
 impl Default for CoordinatorConfig {
@@ -47,6 +84,7 @@ impl Default for CoordinatorConfig {
             server: ServerTuning::default(),
             recovery: RecoveryTuning::default(),
             raft: RaftTuning::default(),
+            peers: Vec::new(),
         }
     }
 }
@@ -55,6 +93,17 @@ impl CoordinatorConfig {
     /// Reads tuning from TOML text (any field may be given; the rest keep their defaults).
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
+    }
+
+    /// The group's initial voters: the peers, or this node alone.
+    pub fn voters(&self) -> Vec<Peer> {
+        match self.peers.is_empty() {
+            true => vec![Peer {
+                id: self.node_id,
+                addr: self.raft_addr.to_string(),
+            }],
+            false => self.peers.clone(),
+        }
     }
 
     /// `host:port` that prefixes XIDs.
@@ -174,6 +223,31 @@ mod tests {
         assert!(
             CoordinatorConfig::from_toml("[recovery]\nretry-max = 1\n").is_err(),
             "typos are errors"
+        );
+    }
+
+    #[test]
+    fn peers_parse_and_default_to_this_node() {
+        let peer = Peer::parse("2=tc-1.tc.ns.svc:9091").expect("valid");
+        assert_eq!((peer.id, peer.addr.as_str()), (2, "tc-1.tc.ns.svc:9091"));
+        for bad in ["2", "x=host:1", "2=host", "2=:9091", "2=host:port"] {
+            assert!(Peer::parse(bad).is_err(), "{bad}");
+        }
+        let config = CoordinatorConfig::default();
+        assert_eq!(
+            config.voters(),
+            [Peer {
+                id: 1,
+                addr: "0.0.0.0:9091".into()
+            }]
+        );
+        let toml = "peers = [{ id = 1, addr = \"a:1\" }, { id = 2, addr = \"b:1\" }]";
+        assert_eq!(
+            CoordinatorConfig::from_toml(toml)
+                .expect("valid")
+                .voters()
+                .len(),
+            2
         );
     }
 

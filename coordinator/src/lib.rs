@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use txmesh_api::raft::v1::raft_server::RaftServer;
 
 use admin::Admin;
 pub use config::CoordinatorConfig;
@@ -50,6 +51,8 @@ pub enum RunError {
 
 /// A running coordinator.
 pub struct Coordinator {
+    /// Whether the Seata server serves as leader.
+    serving: watch::Receiver<bool>,
     node: Arc<Node>,
     phase_two: Arc<PhaseTwo>,
     seata_addr: SocketAddr,
@@ -58,17 +61,16 @@ pub struct Coordinator {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// How often leadership is looked at to resume the drivers' work after an election.
-const LEADERSHIP_POLL: Duration = Duration::from_millis(200);
-
 impl Coordinator {
     /// Starts the node, the Seata server, the admin API and the drivers.
     pub async fn start(config: CoordinatorConfig) -> Result<Self, RunError> {
         let (listener, seata_addr) = bind(config.seata_addr).await?;
         let (http_listener, http_addr) = bind(config.http_addr).await?;
+        let (raft_listener, raft_addr) = bind(config.raft_addr).await?;
         // The XID carries the port actually bound (tests bind port 0).
         let config = CoordinatorConfig {
             seata_addr,
+            raft_addr,
             ..config
         };
         let node = Node::start(&config).await?;
@@ -80,14 +82,22 @@ impl Coordinator {
             config.xid_address(),
         ));
         let (stop, stopped) = watch::channel(false);
+        let (leading, leading_now) = watch::channel(false);
+        let serving = leading_now.clone();
         let ctx = Arc::new(ServerContext {
             tc,
             registry: registry.clone(),
             tuning: config.server.clone(),
+            leading: leading_now,
         });
         let admin = Admin::new(node.clone(), phase_two.clone(), config.admin_token.clone());
         let tasks = vec![
             tokio::spawn(server::serve(listener, ctx, stopped.clone())),
+            tokio::spawn(serve_raft(
+                raft_listener,
+                node.raft.clone(),
+                stopped.clone(),
+            )),
             tokio::spawn(admin::serve(http_listener, admin, stopped.clone())),
             tokio::spawn(drivers::run_timeouts(
                 node.clone(),
@@ -100,10 +110,16 @@ impl Coordinator {
                 config.recovery.clone(),
                 stopped.clone(),
             )),
-            tokio::spawn(follow_leadership(node.clone(), phase_two.clone(), stopped)),
+            tokio::spawn(follow_leadership(
+                node.clone(),
+                phase_two.clone(),
+                leading,
+                stopped,
+            )),
         ];
         tracing::info!(%seata_addr, %http_addr, node_id = config.node_id, xid_address = %config.xid_address(), "coordinator started");
         Ok(Self {
+            serving,
             node,
             phase_two,
             seata_addr,
@@ -126,6 +142,14 @@ impl Coordinator {
     /// The node, for reads of its state.
     pub fn node(&self) -> &Arc<Node> {
         &self.node
+    }
+
+    /// Waits until this node leads and its Seata server accepts registrations.
+    pub async fn wait_until_leading(&self, timeout: Duration) -> bool {
+        let mut serving = self.serving.clone();
+        tokio::time::timeout(timeout, serving.wait_for(|leading| *leading))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Transactions currently being driven through phase two.
@@ -164,28 +188,66 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), RunError> {
     bound.map_err(|source| RunError::Bind { addr, source })
 }
 
+/// How often a leader looks for phase-two work that no run is driving.
+const PHASE_TWO_SWEEP: Duration = Duration::from_secs(2);
+
+/// Serves the Raft transport to the peers until `stop` turns true.
+async fn serve_raft(listener: TcpListener, raft: raft::Raft, mut stop: watch::Receiver<bool>) {
+    let service = RaftServer::new(raft::RaftService::new(raft));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let served = tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(incoming, stopped(&mut stop))
+        .await;
+    if let Err(error) = served {
+        tracing::error!(%error, "the Raft transport stopped");
+    }
+}
+
 /// Completes once `stop` turns true (or its sender is gone).
 pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// On gaining leadership (at start, or after an election), resumes every transaction that is
-/// in phase two; the new leader decides nothing anew and forces no rollback.
+/// Follows this node's role and publishes it to the Seata server. Each time this node starts
+/// leading a term (at start, after an election — even one it wins again), it resumes every
+/// transaction in phase two: the new leader decides nothing anew and forces no rollback. While
+/// leading, it also sweeps for phase-two work periodically, so no missed event strands one.
 async fn follow_leadership(
     node: Arc<Node>,
     phase_two: Arc<PhaseTwo>,
+    leading: watch::Sender<bool>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let mut was_leader = false;
+    let mut roles = node.raft.server_metrics();
+    let mut led_term = None;
+    let mut sweep = tokio::time::interval(PHASE_TWO_SWEEP);
     loop {
-        let leader = node.is_leader();
-        if leader && !was_leader {
+        let (leader, vote) = {
+            let role = roles.borrow_and_update();
+            (role.state == openraft::ServerState::Leader, role.vote)
+        };
+        let was_leader = leading.send_replace(leader);
+        if leader && led_term != Some(vote) {
+            led_term = Some(vote);
             let resumed = phase_two.resume_all();
-            tracing::info!(node_id = node.id, resumed, "leading; phase two resumed");
+            tracing::info!(
+                node_id = node.id,
+                term = vote.leader_id().term,
+                resumed,
+                "leading; phase two resumed"
+            );
         }
-        was_leader = leader;
+        if was_leader && !leader {
+            tracing::info!(
+                node_id = node.id,
+                "no longer leading; {}",
+                node.leader_description()
+            );
+        }
         tokio::select! {
-            _ = tokio::time::sleep(LEADERSHIP_POLL) => {}
+            changed = roles.changed() => if changed.is_err() { return },
+            _ = sweep.tick(), if leader => { phase_two.resume_all(); }
             _ = crate::stopped(&mut stopped) => return,
         }
     }

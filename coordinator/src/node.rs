@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
@@ -92,18 +92,24 @@ impl Node {
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
-            PeerNetwork,
+            PeerNetwork::default(),
             log,
             machine,
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
-        if !raft
+        let voters = config.voters();
+        let lowest = voters.iter().map(|p| p.id).min();
+        // Exactly one node initializes a new group; a restarted node already is initialized.
+        let initialized = raft
             .is_initialized()
             .await
-            .map_err(|e| StartError::Raft(e.to_string()))?
-        {
-            let members = BTreeMap::from([(config.node_id, BasicNode::new(config.raft_addr))]);
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+        if lowest == Some(config.node_id) && !initialized {
+            let members: BTreeMap<NodeId, BasicNode> = voters
+                .into_iter()
+                .map(|p| (p.id, BasicNode::new(p.addr)))
+                .collect();
             raft.initialize(members)
                 .await
                 .map_err(|e| StartError::Raft(e.to_string()))?;
@@ -145,14 +151,16 @@ impl Node {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// Waits until this node leads the group.
-    pub async fn wait_for_leadership(&self, timeout: Duration) -> Result<(), ProposeError> {
-        self.raft
-            .wait(Some(timeout))
-            .state(ServerState::Leader, "leadership")
-            .await
-            .map(|_| ())
-            .map_err(|e| ProposeError::Raft(e.to_string()))
+    /// Who leads the group, for messages: "the leader is node 2 (raft 10.0.0.2:9091)".
+    pub fn leader_description(&self) -> String {
+        let metrics = self.raft.metrics().borrow().clone();
+        let Some(leader) = metrics.current_leader else {
+            return "no leader is elected yet".to_owned();
+        };
+        match metrics.membership_config.membership().get_node(&leader) {
+            Some(node) => format!("the leader is node {leader} (raft {})", node.addr),
+            None => format!("the leader is node {leader}"),
+        }
     }
 
     /// Stops Raft.

@@ -52,8 +52,17 @@ impl Tc {
         }
     }
 
-    /// The answer to a transaction request; `None` for messages that are not one.
+    /// The answer to a transaction request; `None` for messages that are not one. Only the
+    /// leader serves them: a follower answers `NotRaftLeader`, which clients follow.
     pub async fn handle(&self, caller: &Caller, request: Message) -> Option<Message> {
+        if !self.node.is_leader() {
+            let message = format!(
+                "node {} is not the leader; {}",
+                self.node.id,
+                self.node.leader_description()
+            );
+            return failure_answer(&request, TxResult::failure(Code::NotRaftLeader, message));
+        }
         Some(match request {
             Message::GlobalBeginRequest(r) => {
                 Message::GlobalBeginResponse(self.begin(caller, r).await)
@@ -252,6 +261,40 @@ impl Tc {
             global_status: self.node.status(tx_id),
         }
     }
+}
+
+/// A failed answer of the type that matches `request`, for requests that cannot be served.
+pub fn failure_answer(request: &Message, failure: TxResult) -> Option<Message> {
+    let result = || failure.clone();
+    let ended = || GlobalEndResponse {
+        result: result(),
+        global_status: GlobalStatus::UnKnown,
+    };
+    Some(match request {
+        Message::GlobalBeginRequest(_) => Message::GlobalBeginResponse(GlobalBeginResponse {
+            result: result(),
+            xid: String::new(),
+            extra_data: String::new(),
+        }),
+        Message::GlobalCommitRequest(_) => Message::GlobalCommitResponse(ended()),
+        Message::GlobalRollbackRequest(_) => Message::GlobalRollbackResponse(ended()),
+        Message::GlobalStatusRequest(_) => Message::GlobalStatusResponse(ended()),
+        Message::GlobalReportRequest(_) => Message::GlobalReportResponse(ended()),
+        Message::BranchRegisterRequest(_) => {
+            Message::BranchRegisterResponse(BranchRegisterResponse {
+                result: result(),
+                branch_id: 0,
+            })
+        }
+        Message::BranchReportRequest(_) => Message::BranchReportResponse(result()),
+        Message::GlobalLockQueryRequest(_) => {
+            Message::GlobalLockQueryResponse(GlobalLockQueryResponse {
+                result: result(),
+                lockable: false,
+            })
+        }
+        _ => return None,
+    })
 }
 
 fn ended(global_status: GlobalStatus) -> GlobalEndResponse {

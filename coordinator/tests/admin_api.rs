@@ -109,13 +109,12 @@ impl Harness {
             data_dir: dir.path().to_path_buf(),
             seata_addr: "127.0.0.1:0".parse().expect("addr"),
             http_addr: "127.0.0.1:0".parse().expect("addr"),
+            raft_addr: "127.0.0.1:0".parse().expect("addr"),
             admin_token,
             ..CoordinatorConfig::default()
         };
         let coordinator = bounded(Coordinator::start(config)).await.expect("starts");
-        bounded(coordinator.node().wait_for_leadership(BOUND))
-            .await
-            .expect("leads");
+        assert!(coordinator.wait_until_leading(BOUND).await, "leads");
         coordinator
     }
 

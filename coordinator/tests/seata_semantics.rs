@@ -36,6 +36,7 @@ fn config(dir: &TempDir) -> CoordinatorConfig {
         data_dir: dir.path().to_path_buf(),
         seata_addr: "127.0.0.1:0".parse().expect("addr"),
         http_addr: "127.0.0.1:0".parse().expect("addr"),
+        raft_addr: "127.0.0.1:0".parse().expect("addr"),
         recovery: RecoveryTuning {
             retry_initial_ms: 50,
             retry_max_ms: 200,
@@ -52,9 +53,7 @@ impl Harness {
         let coordinator = bounded(Coordinator::start(config(&dir)))
             .await
             .expect("starts");
-        bounded(coordinator.node().wait_for_leadership(BOUND))
-            .await
-            .expect("leads");
+        assert!(coordinator.wait_until_leading(BOUND).await, "leads");
         Self { dir, coordinator }
     }
 
@@ -65,9 +64,7 @@ impl Harness {
         let coordinator = bounded(Coordinator::start(config(&dir)))
             .await
             .expect("restarts");
-        bounded(coordinator.node().wait_for_leadership(BOUND))
-            .await
-            .expect("leads");
+        assert!(coordinator.wait_until_leading(BOUND).await, "leads");
         Self { dir, coordinator }
     }
 

@@ -1,10 +1,12 @@
-//! Seata clients that survive coordinator restarts: a dead connection is replaced and
-//! registered again on next use, as Seata SDKs do.
+//! Seata clients that survive coordinator restarts and leader changes: a dead connection is
+//! replaced on next use by one to the first address (tried in turn) whose coordinator accepts
+//! the registration — only the leader does — as Seata SDKs do.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
+use txmesh_seata::Message;
 use txmesh_seata::client::{ClientConfig, ClientError, SeataClient, ServerRequestHandler};
 
 /// Which registration a peer makes.
@@ -16,56 +18,81 @@ pub enum Role {
     Rm(Vec<String>),
 }
 
-/// A reconnecting client.
+/// A reconnecting, leader-following client.
 pub struct Peer<H> {
-    addr: String,
+    addrs: Vec<String>,
     role: Role,
     config: ClientConfig,
     handler: Arc<H>,
-    current: Mutex<Option<SeataClient>>,
+    current: Mutex<Current>,
+}
+
+#[derive(Default)]
+struct Current {
+    client: Option<SeataClient>,
+    /// The address to try first on the next connect.
+    next: usize,
 }
 
 /// Give up reconnecting after this long.
 const RECONNECT_BOUND: Duration = Duration::from_secs(20);
 
 impl<H: ServerRequestHandler> Peer<H> {
-    /// A peer of `role` for the coordinator at `addr`.
-    pub fn new(addr: String, role: Role, config: ClientConfig, handler: Arc<H>) -> Self {
+    /// A peer of `role` for the coordinators at `addrs`.
+    pub fn new(addrs: Vec<String>, role: Role, config: ClientConfig, handler: Arc<H>) -> Self {
+        assert!(!addrs.is_empty(), "a peer needs an address");
         Self {
-            addr,
+            addrs,
             role,
             config,
             handler,
-            current: Mutex::new(None),
+            current: Mutex::new(Current::default()),
+        }
+    }
+
+    /// Sends a request over a live connection; `None` when there is none or it broke.
+    pub async fn call(&self, request: Message) -> Option<Message> {
+        let client = self.client().await.ok()?;
+        client.call(request).await.ok()
+    }
+
+    /// Drops the current connection (its coordinator no longer leads).
+    pub async fn reset(&self) {
+        let mut current = self.current.lock().await;
+        if let Some(client) = current.client.take() {
+            client.close();
         }
     }
 
     /// A live, registered connection: the current one, or a new one.
     pub async fn client(&self) -> Result<SeataClient, ClientError> {
         let mut current = self.current.lock().await;
-        if let Some(client) = current.as_ref().filter(|c| c.close_reason().is_none()) {
+        if let Some(client) = current
+            .client
+            .as_ref()
+            .filter(|c| c.close_reason().is_none())
+        {
             return Ok(client.clone());
         }
-        let client = self.connect().await?;
-        *current = Some(client.clone());
-        Ok(client)
-    }
-
-    async fn connect(&self) -> Result<SeataClient, ClientError> {
         let deadline = Instant::now() + RECONNECT_BOUND;
         loop {
-            match self.try_connect().await {
-                Ok(client) => return Ok(client),
+            let index = current.next % self.addrs.len();
+            current.next = index + 1;
+            match self.connect(&self.addrs[index]).await {
+                Ok(client) => {
+                    current.next = index;
+                    current.client = Some(client.clone());
+                    return Ok(client);
+                }
                 Err(error) if Instant::now() >= deadline => return Err(error),
-                // The coordinator is restarting: try again shortly.
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                // Restarting, or not the leader: try the next address shortly.
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         }
     }
 
-    async fn try_connect(&self) -> Result<SeataClient, ClientError> {
-        let client =
-            SeataClient::connect(&self.addr, self.config.clone(), self.handler.clone()).await?;
+    async fn connect(&self, addr: &str) -> Result<SeataClient, ClientError> {
+        let client = SeataClient::connect(addr, self.config.clone(), self.handler.clone()).await?;
         match &self.role {
             Role::Tm => client.register_tm().await.map(drop)?,
             Role::Rm(resources) => client.register_rm(resources).await.map(drop)?,

@@ -4,6 +4,8 @@
 
 mod clients;
 mod process;
+mod workload;
 
 pub use clients::{Peer, Role};
 pub use process::{CoordinatorProcess, free_port, txmesh_binary};
+pub use workload::{Report, Running, Workload};

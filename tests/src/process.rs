@@ -32,6 +32,9 @@ pub fn free_port() -> u16 {
 /// Dropping it kills the process.
 pub struct CoordinatorProcess {
     data_dir: PathBuf,
+    node_id: u64,
+    /// `--peers` of a multi-node group.
+    peers: Option<String>,
     seata_port: u16,
     raft_port: u16,
     http_port: u16,
@@ -42,17 +45,39 @@ pub struct CoordinatorProcess {
 const START_BOUND: Duration = Duration::from_secs(20);
 
 impl CoordinatorProcess {
-    /// Starts a single-node coordinator on `data_dir` and waits until it accepts connections.
-    pub fn start(data_dir: &Path) -> Self {
-        let mut process = Self {
-            data_dir: data_dir.to_path_buf(),
+    fn new(data_dir: PathBuf, node_id: u64) -> Self {
+        Self {
+            data_dir,
+            node_id,
+            peers: None,
             seata_port: free_port(),
             raft_port: free_port(),
             http_port: free_port(),
             child: None,
-        };
+        }
+    }
+
+    /// Starts a single-node coordinator on `data_dir` and waits until it accepts connections.
+    pub fn start(data_dir: &Path) -> Self {
+        let mut process = Self::new(data_dir.to_path_buf(), 1);
         process.restart();
         process
+    }
+
+    /// Starts an `n`-node group, each node with its own directory under `root`.
+    pub fn cluster(root: &Path, n: u64) -> Vec<Self> {
+        let mut nodes: Vec<Self> = (1..=n)
+            .map(|id| Self::new(root.join(format!("node-{id}")), id))
+            .collect();
+        let peers: Vec<String> = nodes
+            .iter()
+            .map(|p| format!("{}=127.0.0.1:{}", p.node_id, p.raft_port))
+            .collect();
+        for node in &mut nodes {
+            node.peers = Some(peers.join(","));
+            node.restart();
+        }
+        nodes
     }
 
     /// The Seata RPC address.
@@ -83,6 +108,12 @@ impl CoordinatorProcess {
             .args(["--seata-addr", &format!("127.0.0.1:{}", self.seata_port)])
             .args(["--raft-addr", &format!("127.0.0.1:{}", self.raft_port)])
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--node-id", &self.node_id.to_string()])
+            .args(
+                self.peers
+                    .iter()
+                    .flat_map(|peers| ["--peers", peers.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()

@@ -1,12 +1,14 @@
-//! The Raft group: type configuration, and the peer network.
+//! The Raft group: type configuration, and the peer transport (client and server).
 
 mod network;
+mod service;
 
 use std::io::Cursor;
 
 use serde::{Deserialize, Serialize};
 
 pub use network::PeerNetwork;
+pub use service::RaftService;
 
 use crate::state::{Command, Outcome};
 

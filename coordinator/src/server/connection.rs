@@ -20,7 +20,7 @@ use txmesh_seata::{Dialect, Frame, FrameCodec, FrameType, Message, MsgLength, Ra
 use super::ServerContext;
 use super::handle::{ConnHandle, DispatchError, Shared};
 use super::registry::client_id;
-use crate::tc::Caller;
+use crate::tc::{Caller, failure_answer};
 
 /// Stop gathering queued answers into one write beyond this many bytes.
 const MAX_COALESCED_BYTES: usize = 256 * 1024;
@@ -94,8 +94,15 @@ impl Connection {
     ) {
         let idle = self.ctx.tuning.read_idle_timeout();
         let peer = self.shared().peer;
+        let mut leading = self.ctx.leading.clone();
         loop {
-            match tokio::time::timeout(idle, frames.next()).await {
+            let next = tokio::select! {
+                next = tokio::time::timeout(idle, frames.next()) => next,
+                _ = leading.wait_for(|leading| !leading) => {
+                    return tracing::info!(%peer, "closing a connection: this node no longer leads");
+                }
+            };
+            match next {
                 Err(_) => {
                     return tracing::info!(%peer, ?idle, "closing a connection idle beyond the read timeout");
                 }
@@ -194,6 +201,10 @@ impl Connection {
     /// malformed version is refused, as Seata's version check does.
     fn register(&mut self, identity: &RegisterRequest, oneway: bool) -> bool {
         let peer = self.shared().peer;
+        if !*self.ctx.leading.borrow() {
+            tracing::debug!(%peer, "registration refused: not the leader");
+            return false;
+        }
         let Some(version) = identity.sdk_version() else {
             tracing::warn!(%peer, version = %identity.version, "registration refused: no valid SDK version");
             return false;
@@ -249,7 +260,10 @@ impl Connection {
             let answers = join_all(requests.into_iter().map(|request| {
                 let (ctx, caller) = (ctx.clone(), caller.clone());
                 async move {
-                    let failure = failure_answer(&request, "not a request the coordinator serves");
+                    let failure = failure_answer(
+                        &request,
+                        TxResult::failure(Code::Unknown, "not a request the coordinator serves"),
+                    );
                     ctx.tc.handle(&caller, request).await.or(failure)
                 }
             }))
@@ -270,7 +284,10 @@ impl Connection {
         tracing::warn!(peer = %self.shared().peer, kind = request.type_name(), "request before registration refused");
         if let Some(answer) = failure_answer(
             request,
-            "register with RegisterTMRequest or RegisterRMRequest first",
+            TxResult::failure(
+                Code::Unknown,
+                "register with RegisterTMRequest or RegisterRMRequest first",
+            ),
         ) {
             self.respond(id, answer);
         }
@@ -300,38 +317,4 @@ async fn send(shared: &Shared, frame: Frame) {
         Ok(bytes) => drop(shared.outbound.send(bytes).await),
         Err(error) => tracing::error!(%error, "cannot encode an answer"),
     }
-}
-
-/// A failed answer of the type that matches `request`, for requests that cannot be served.
-fn failure_answer(request: &Message, reason: &str) -> Option<Message> {
-    let result = || TxResult::failure(Code::Unknown, reason);
-    let ended = || GlobalEndResponse {
-        result: result(),
-        global_status: txmesh_seata::GlobalStatus::UnKnown,
-    };
-    Some(match request {
-        Message::GlobalBeginRequest(_) => Message::GlobalBeginResponse(GlobalBeginResponse {
-            result: result(),
-            xid: String::new(),
-            extra_data: String::new(),
-        }),
-        Message::GlobalCommitRequest(_) => Message::GlobalCommitResponse(ended()),
-        Message::GlobalRollbackRequest(_) => Message::GlobalRollbackResponse(ended()),
-        Message::GlobalStatusRequest(_) => Message::GlobalStatusResponse(ended()),
-        Message::GlobalReportRequest(_) => Message::GlobalReportResponse(ended()),
-        Message::BranchRegisterRequest(_) => {
-            Message::BranchRegisterResponse(BranchRegisterResponse {
-                result: result(),
-                branch_id: 0,
-            })
-        }
-        Message::BranchReportRequest(_) => Message::BranchReportResponse(result()),
-        Message::GlobalLockQueryRequest(_) => {
-            Message::GlobalLockQueryResponse(GlobalLockQueryResponse {
-                result: result(),
-                lockable: false,
-            })
-        }
-        _ => return None,
-    })
 }
