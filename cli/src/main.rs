@@ -28,7 +28,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the Seata-compatible transaction coordinator.
-    Coordinator(coordinator::CoordinatorArgs),
+    Coordinator(Box<coordinator::CoordinatorArgs>),
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
     #[command(subcommand)]
     Frame(frame::FrameCommand),
