@@ -3,6 +3,7 @@
 //!
 //! Exit codes: 0 on success, 2 on any error (clap uses 2 for usage errors as well).
 
+mod bench;
 mod coordinator;
 mod frame;
 mod logging;
@@ -27,6 +28,9 @@ struct Cli {
 /// The subcommands. Adding one: a variant here, its arm in [`Command::run`], and its module.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Measure txmesh under load (results: docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Run the Seata-compatible transaction coordinator.
     Coordinator(Box<coordinator::CoordinatorArgs>),
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
@@ -37,6 +41,7 @@ enum Command {
 impl Command {
     fn run(self) -> anyhow::Result<()> {
         match self {
+            Command::Bench(command) => command.run(),
             Command::Coordinator(args) => args.run(),
             Command::Frame(command) => command.run(),
         }

@@ -1,0 +1,231 @@
+//! The load: N TM connections (and N RM connections for workloads with branches), C workers
+//! spread over them, each running one transaction after another through warm-up and the
+//! measured interval. Only transactions that finish inside the measured interval count.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, bail};
+use tokio::task::JoinSet;
+use txmesh_seata::client::{BatchConfig, ClientConfig, NoResources, SeataClient};
+
+use super::cpu::{CpuMeter, CpuUse};
+use super::interrupt::Interrupt;
+use super::stats::Tally;
+use super::workload::{End, InstantPhaseTwo, SplitMix64, Worker, Workload};
+
+/// How long a request may wait for its answer; longer counts as a `timeout` error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the coordinator may take to elect itself and answer a first transaction.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+const READY_POLL: Duration = Duration::from_millis(100);
+/// A worker whose transaction failed waits this long, so that a dead connection does not
+/// turn into a busy loop.
+const FAILURE_PAUSE: Duration = Duration::from_millis(10);
+
+/// What to run, against which coordinator.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The coordinator's Seata address (`host:port`).
+    pub addr: String,
+    /// The coordinator's process, to measure its CPU time.
+    pub coordinator_pid: Option<u32>,
+    /// The transactions.
+    pub workload: Workload,
+    /// Rows the AT workload locks among.
+    pub rows: u64,
+    /// TM connections (and as many RM connections).
+    pub connections: u32,
+    /// Workers, each with one transaction in flight.
+    pub concurrency: u32,
+    /// Merge concurrent requests into MergedWarpMessage frames.
+    pub batch: bool,
+    /// Load before measuring.
+    pub warmup: Duration,
+    /// The measured interval.
+    pub duration: Duration,
+}
+
+/// What the measured interval produced.
+#[derive(Debug)]
+pub struct Measurement {
+    /// Outcomes and latencies.
+    pub tally: Tally,
+    /// Its actual length (shorter when interrupted).
+    pub elapsed: Duration,
+    /// CPU time used in it.
+    pub cpu: CpuUse,
+    /// Whether a stop signal ended it early.
+    pub interrupted: bool,
+}
+
+/// Where the workers are; they count only while `Measuring`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    WarmUp,
+    Measuring,
+    Done,
+}
+
+#[derive(Debug)]
+struct SharedPhase(AtomicU8);
+
+impl SharedPhase {
+    fn get(&self) -> Phase {
+        match self.0.load(Ordering::Acquire) {
+            0 => Phase::WarmUp,
+            1 => Phase::Measuring,
+            _ => Phase::Done,
+        }
+    }
+
+    fn set(&self, phase: Phase) {
+        self.0.store(phase as u8, Ordering::Release);
+    }
+}
+
+/// One TM connection and the connection its workers register branches on.
+struct Connection {
+    tm: SeataClient,
+    rm: SeataClient,
+}
+
+/// Connects, waits for the coordinator to serve, runs the load and collects the results.
+pub async fn run(plan: &LoadPlan, interrupt: &mut Interrupt) -> anyhow::Result<Measurement> {
+    let connections = interrupt.unless_interrupted(connect(plan)).await?;
+    let first = connections.first().context("no connections")?;
+    interrupt
+        .unless_interrupted(wait_until_serving(&first.tm))
+        .await?;
+
+    let phase = Arc::new(SharedPhase(AtomicU8::new(Phase::WarmUp as u8)));
+    let mut workers = JoinSet::new();
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let tallies: Vec<Arc<Mutex<Tally>>> = (0..plan.concurrency)
+        .map(|index| {
+            let connection = &connections[index as usize % connections.len()];
+            let worker = Worker {
+                tm: connection.tm.clone(),
+                rm: connection.rm.clone(),
+                workload: plan.workload,
+                rows: plan.rows,
+                random: SplitMix64::new(seed ^ u64::from(index)),
+            };
+            let tally = Arc::new(Mutex::new(Tally::default()));
+            workers.spawn(work(worker, phase.clone(), tally.clone()));
+            tally
+        })
+        .collect();
+
+    let warmed_up = interrupt.sleep(plan.warmup).await;
+    let meter = CpuMeter::start(plan.coordinator_pid)?;
+    let started = Instant::now();
+    let mut finished = false;
+    if warmed_up {
+        phase.set(Phase::Measuring);
+        finished = interrupt.sleep(plan.duration).await;
+    }
+    phase.set(Phase::Done);
+    let elapsed = if warmed_up {
+        started.elapsed()
+    } else {
+        Duration::ZERO
+    };
+    let cpu = meter.stop()?;
+
+    // Transactions in flight end within the request timeout; what still hangs is abandoned.
+    let all_ended = async { while workers.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(REQUEST_TIMEOUT + READY_POLL, all_ended).await;
+    workers.abort_all();
+    for connection in &connections {
+        connection.tm.close();
+        connection.rm.close();
+    }
+    let mut tally = Tally::default();
+    for worker_tally in &tallies {
+        tally.merge(&worker_tally.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    Ok(Measurement {
+        tally,
+        elapsed,
+        cpu,
+        interrupted: !finished,
+    })
+}
+
+/// Runs transactions until `Done`, counting those that finish while `Measuring`.
+async fn work(mut worker: Worker, phase: Arc<SharedPhase>, tally: Arc<Mutex<Tally>>) {
+    while phase.get() != Phase::Done {
+        let started = Instant::now();
+        let outcome = worker.run_transaction().await;
+        let latency = started.elapsed();
+        let failed = matches!(outcome.end, End::Failed(_));
+        if phase.get() == Phase::Measuring {
+            tally
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .record(outcome, latency);
+        }
+        if failed {
+            tokio::time::sleep(FAILURE_PAUSE).await;
+        }
+    }
+}
+
+async fn connect(plan: &LoadPlan) -> anyhow::Result<Vec<Connection>> {
+    let config = ClientConfig {
+        application_id: "txmesh-bench".into(),
+        request_timeout: REQUEST_TIMEOUT,
+        batch: plan.batch.then(BatchConfig::default),
+        ..ClientConfig::default()
+    };
+    let resources = plan.workload.resources();
+    let mut connections = Vec::new();
+    for _ in 0..plan.connections {
+        let tm = SeataClient::connect(&plan.addr, config.clone(), Arc::new(NoResources)).await?;
+        tm.register_tm().await.context("TM registration")?;
+        let rm = if resources.is_empty() {
+            // No branches to register: the TM connection stands in.
+            tm.clone()
+        } else {
+            let rm =
+                SeataClient::connect(&plan.addr, config.clone(), Arc::new(InstantPhaseTwo)).await?;
+            rm.register_rm(&resources)
+                .await
+                .context("RM registration")?;
+            rm
+        };
+        connections.push(Connection { tm, rm });
+    }
+    Ok(connections)
+}
+
+/// Waits until an empty transaction commits: the port opens before the coordinator has
+/// elected itself leader, and until then it refuses transactions.
+async fn wait_until_serving(tm: &SeataClient) -> anyhow::Result<()> {
+    let mut probe = Worker {
+        tm: tm.clone(),
+        rm: tm.clone(),
+        workload: Workload::Empty,
+        rows: 1,
+        random: SplitMix64::new(0),
+    };
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let outcome = probe.run_transaction().await;
+        if outcome.end == End::Committed {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the coordinator did not commit a transaction within {READY_TIMEOUT:?}: {:?}",
+                outcome.end
+            );
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}

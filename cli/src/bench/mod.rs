@@ -1,0 +1,213 @@
+//! `txmesh bench coordinator`: a Seata-protocol load generator. It starts its own coordinator
+//! as a child process (or loads one at `--addr`), runs transactions from many concurrent
+//! workers, and reports committed tx/s, latency percentiles and the coordinator's CPU time
+//! per transaction. Results: docs/benchmarks.md.
+
+mod coordinator_process;
+mod cpu;
+mod interrupt;
+mod load;
+mod report;
+mod stats;
+mod workload;
+
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use clap::{Args, Subcommand};
+
+use coordinator_process::CoordinatorProcess;
+use interrupt::Interrupt;
+use load::LoadPlan;
+use report::Report;
+use workload::Workload;
+
+/// What to benchmark.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Load a coordinator with Seata transactions; report tx/s, latency and its CPU per tx.
+    Coordinator(CoordinatorBenchArgs),
+}
+
+impl BenchCommand {
+    /// Runs the benchmark.
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            BenchCommand::Coordinator(args) => args.run(),
+        }
+    }
+}
+
+/// Options of `txmesh bench coordinator`.
+#[derive(Debug, Args)]
+pub struct CoordinatorBenchArgs {
+    /// Seata address (HOST:PORT) of a running coordinator [default: start one as a child
+    /// process, on free local ports and a temporary data directory under $TMPDIR].
+    #[arg(long)]
+    addr: Option<String>,
+
+    /// Process id of the coordinator at --addr, to measure its CPU time.
+    #[arg(long, requires = "addr")]
+    coordinator_pid: Option<u32>,
+
+    /// The transactions: begin + commit, 2 TCC branches, or 2 AT branches with row locks.
+    #[arg(long, value_enum, default_value_t = Workload::Tcc)]
+    workload: Workload,
+
+    /// TM connections (and, with branches, as many RM connections).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    connections: u32,
+
+    /// Concurrent transactions, spread evenly over the connections.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    concurrency: u32,
+
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    duration: u64,
+
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+
+    /// Rows the AT workload locks among (1 = every transaction wants the same hot row).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    rows: u64,
+
+    /// Merge concurrent requests of a connection into MergedWarpMessage frames.
+    #[arg(long)]
+    batch: bool,
+
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+impl CoordinatorBenchArgs {
+    /// Checks what clap cannot check field by field.
+    fn validate(&self) -> anyhow::Result<()> {
+        ensure!(
+            self.concurrency >= self.connections,
+            "--concurrency ({}) must be at least --connections ({}): a connection without a \
+             worker would stay idle",
+            self.concurrency,
+            self.connections
+        );
+        Ok(())
+    }
+
+    fn run(self) -> anyhow::Result<()> {
+        self.validate()?;
+        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let json = self.json;
+        let report = runtime.block_on(self.measure())?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print!("{report}");
+        }
+        Ok(())
+    }
+
+    async fn measure(self) -> anyhow::Result<Report> {
+        let mut interrupt = Interrupt::listen();
+        let own_coordinator = match self.addr {
+            Some(_) => None,
+            None => Some(
+                interrupt
+                    .unless_interrupted(CoordinatorProcess::start())
+                    .await?,
+            ),
+        };
+        let plan = LoadPlan {
+            addr: match &own_coordinator {
+                Some(child) => child.seata_addr().to_string(),
+                None => self.addr.unwrap_or_default(),
+            },
+            coordinator_pid: own_coordinator
+                .as_ref()
+                .map(CoordinatorProcess::pid)
+                .or(self.coordinator_pid),
+            workload: self.workload,
+            rows: self.rows,
+            connections: self.connections,
+            concurrency: self.concurrency,
+            batch: self.batch,
+            warmup: Duration::from_secs(self.warmup),
+            duration: Duration::from_secs(self.duration),
+        };
+        let measurement = load::run(&plan, &mut interrupt).await?;
+        // Killed and reaped before anything is printed.
+        drop(own_coordinator);
+        Ok(Report::new(&plan, &measurement))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        bench: BenchCommand,
+    }
+
+    fn parse(args: &[&str]) -> Result<CoordinatorBenchArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["bench", "coordinator"].iter().chain(args))?;
+        let BenchCommand::Coordinator(args) = cli.bench;
+        Ok(args)
+    }
+
+    #[test]
+    fn defaults_match_the_documented_run() {
+        let args = parse(&[]).expect("parses");
+        assert_eq!(args.workload, Workload::Tcc);
+        assert_eq!((args.connections, args.concurrency), (4, 64));
+        assert_eq!((args.duration, args.warmup, args.rows), (10, 2, 1000));
+        assert!(args.addr.is_none() && !args.batch && !args.json);
+        args.validate().expect("the defaults are valid");
+    }
+
+    #[test]
+    fn zero_counts_are_refused() {
+        for flag in ["--connections", "--concurrency", "--duration", "--rows"] {
+            assert!(parse(&[flag, "0"]).is_err(), "{flag} 0 accepted");
+        }
+        assert!(parse(&["--warmup", "0"]).is_ok(), "no warm-up is fine");
+    }
+
+    #[test]
+    fn fewer_workers_than_connections_is_refused() {
+        let args = parse(&["--connections", "8", "--concurrency", "4"]).expect("parses");
+        let error = args.validate().expect_err("refused");
+        assert!(error.to_string().contains("--concurrency (4)"), "{error}");
+        parse(&["--connections", "1", "--concurrency", "1"])
+            .expect("parses")
+            .validate()
+            .expect("one client alone is valid");
+    }
+
+    #[test]
+    fn a_coordinator_pid_needs_an_address() {
+        assert!(parse(&["--coordinator-pid", "7"]).is_err());
+        let args = parse(&["--addr", "10.0.0.1:8091", "--coordinator-pid", "7"]).expect("parses");
+        assert_eq!(args.coordinator_pid, Some(7));
+    }
+
+    #[test]
+    fn workloads_are_named_in_lowercase() {
+        for (name, workload) in [
+            ("empty", Workload::Empty),
+            ("tcc", Workload::Tcc),
+            ("at", Workload::At),
+        ] {
+            assert_eq!(
+                parse(&["--workload", name]).expect("parses").workload,
+                workload
+            );
+        }
+    }
+}
