@@ -1,5 +1,9 @@
 //! txmesh's gRPC APIs, generated from `proto/`: [`v1`], what applications call on their
-//! sidecar, and [`raft::v1`], the coordinators' Raft transport.
+//! sidecar, and [`raft::v1`], the coordinators' Raft transport. [`participant`] is a Rust
+//! client for the sidecar; [`reason`] reads and writes the error reasons of `txmesh.v1`.
+
+pub mod participant;
+pub mod reason;
 
 /// The application-facing API (`txmesh.v1`).
 pub mod v1 {

@@ -1,0 +1,276 @@
+//! The coordinators, seen from the sidecar: one Seata connection per coordinator address,
+//! registered as TM and as RM for the resources the application serves (again whenever they
+//! change), reconnecting with jittered back-off. Requests go over a registered connection —
+//! the one whose coordinator an XID names if possible, else the one that answered last — and
+//! move to another when a coordinator says it is not the Raft leader. A request that was sent
+//! is never sent again: if its connection dies it fails at once with a retryable error, since
+//! it may or may not have been executed.
+
+mod backoff;
+mod link;
+
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+use txmesh_seata::client::{ClientConfig, ClientError, SeataClient, ServerRequestHandler};
+use txmesh_seata::message::TxResult;
+use txmesh_seata::{Message, TransactionExceptionCode};
+
+pub use backoff::Backoff;
+
+use crate::discovery::Endpoint;
+use crate::metrics::Metrics;
+
+/// Why an upstream request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    /// No coordinator connection was registered within the wait.
+    #[error("no coordinator is reachable (waited {0:?} for a registered connection)")]
+    NoCoordinator(Duration),
+    /// The request was sent and its connection failed; it may or may not have been executed.
+    #[error("coordinator call failed: {0}")]
+    Call(#[from] ClientError),
+}
+
+/// How the connections behave.
+#[derive(Debug, Clone)]
+pub struct UpstreamConfig {
+    /// Seata client settings of each connection.
+    pub client: ClientConfig,
+    /// How long a request waits for a registered connection.
+    pub ready_wait: Duration,
+    /// First reconnect delay.
+    pub reconnect_min: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+}
+
+/// A registered connection.
+struct Ready {
+    endpoint: Endpoint,
+    client: SeataClient,
+    /// The resources registered on it.
+    resources: BTreeSet<String>,
+}
+
+struct Inner<H> {
+    config: UpstreamConfig,
+    handler: Arc<H>,
+    served: watch::Receiver<BTreeSet<String>>,
+    /// Registered connections by session (a new id for every registration).
+    ready: Mutex<BTreeMap<u64, Ready>>,
+    /// Bumped whenever `ready` changes.
+    changed: watch::Sender<u64>,
+    next_session: AtomicU64,
+    /// The session that answered last: most likely the leader.
+    preferred: AtomicU64,
+    metrics: Metrics,
+}
+
+/// The coordinators.
+pub struct Upstream<H> {
+    inner: Arc<Inner<H>>,
+}
+
+impl<H> Clone for Upstream<H> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<H: ServerRequestHandler> Upstream<H> {
+    /// Starts connecting to the coordinators `endpoints` names (following its changes),
+    /// registering the resources in `served`, and handing phase two to `handler`. Stops when
+    /// `stop` turns true.
+    pub fn start(
+        config: UpstreamConfig,
+        handler: Arc<H>,
+        endpoints: watch::Receiver<Vec<Endpoint>>,
+        served: watch::Receiver<BTreeSet<String>>,
+        metrics: Metrics,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        let inner = Arc::new(Inner {
+            config,
+            handler,
+            served,
+            ready: Mutex::default(),
+            changed: watch::Sender::new(0),
+            next_session: AtomicU64::new(1),
+            preferred: AtomicU64::new(0),
+            metrics,
+        });
+        tokio::spawn(supervise(inner.clone(), endpoints, stop));
+        Self { inner }
+    }
+
+    /// Whether a registered connection serves every resource the application declared.
+    pub fn is_ready(&self) -> bool {
+        let served = self.inner.served.borrow().clone();
+        self.inner
+            .ready()
+            .values()
+            .any(|r| r.resources.is_superset(&served))
+    }
+
+    /// Waits until [`Upstream::is_ready`] or `timeout` passes; whether it is ready.
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        let mut changed = self.inner.changed.subscribe();
+        let deadline = Instant::now() + timeout;
+        loop {
+            changed.borrow_and_update();
+            if self.is_ready() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, changed.changed())
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    }
+
+    /// Sends `request` and returns the coordinator's answer. `xid` (when the request is about
+    /// one) picks the coordinator that began it, if connected.
+    pub async fn call(
+        &self,
+        request: Message,
+        xid: Option<&str>,
+    ) -> Result<Message, UpstreamError> {
+        let wait = self.inner.config.ready_wait;
+        let deadline = Instant::now() + wait;
+        let mut changed = self.inner.changed.subscribe();
+        let mut refused = Vec::new();
+        loop {
+            changed.borrow_and_update();
+            let Some((session, client)) = self.inner.pick(xid, &refused) else {
+                if tokio::time::timeout_at(deadline, changed.changed())
+                    .await
+                    .is_err()
+                {
+                    return Err(UpstreamError::NoCoordinator(wait));
+                }
+                continue;
+            };
+            let answer = client.call(request.clone()).await?;
+            if tx_result(&answer).is_some_and(is_not_leader) {
+                // Not executed: safe to send elsewhere. The connection is of no use now.
+                tracing::info!(peer = %client.peer_addr(), "coordinator is not the leader; trying another");
+                refused.push(session);
+                client.close();
+                continue;
+            }
+            self.inner.preferred.store(session, Ordering::Relaxed);
+            return Ok(answer);
+        }
+    }
+}
+
+impl<H> Inner<H> {
+    fn ready(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Ready>> {
+        self.ready
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The connection for a request: the XID's coordinator, else the preferred, else any.
+    fn pick(&self, xid: Option<&str>, refused: &[u64]) -> Option<(u64, SeataClient)> {
+        let ready = self.ready();
+        let usable = || {
+            ready
+                .iter()
+                .filter(|(s, r)| !refused.contains(s) && r.client.close_reason().is_none())
+        };
+        let preferred = self.preferred.load(Ordering::Relaxed);
+        let by_xid = xid.and_then(|xid| usable().find(|(_, r)| r.endpoint.serves_xid(xid)));
+        by_xid
+            .or_else(|| usable().find(|(s, _)| **s == preferred))
+            .or_else(|| usable().next())
+            .map(|(s, r)| (*s, r.client.clone()))
+    }
+
+    fn publish(&self, endpoint: Endpoint, client: SeataClient, resources: BTreeSet<String>) -> u64 {
+        let session = self.next_session.fetch_add(1, Ordering::Relaxed);
+        let ready = Ready {
+            endpoint,
+            client,
+            resources,
+        };
+        self.ready().insert(session, ready);
+        self.changed.send_modify(|n| *n += 1);
+        session
+    }
+
+    fn set_resources(&self, session: u64, resources: BTreeSet<String>) {
+        if let Some(ready) = self.ready().get_mut(&session) {
+            ready.resources = resources;
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    fn withdraw(&self, session: u64) {
+        self.ready().remove(&session);
+        self.changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// Keeps one link task per endpoint, following the endpoint list.
+async fn supervise<H: ServerRequestHandler>(
+    inner: Arc<Inner<H>>,
+    mut endpoints: watch::Receiver<Vec<Endpoint>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut links: HashMap<Endpoint, watch::Sender<bool>> = HashMap::new();
+    loop {
+        let wanted: Vec<Endpoint> = endpoints.borrow_and_update().clone();
+        links.retain(|endpoint, stop_link| {
+            let keep = wanted.contains(endpoint);
+            if !keep {
+                tracing::info!(coordinator = %endpoint.addr, "coordinator removed");
+                stop_link.send_replace(true);
+            }
+            keep
+        });
+        for endpoint in wanted {
+            if let Entry::Vacant(slot) = links.entry(endpoint) {
+                let (stop_link, stopped) = watch::channel(false);
+                tokio::spawn(link::run(inner.clone(), slot.key().clone(), stopped));
+                slot.insert(stop_link);
+            }
+        }
+        tokio::select! {
+            changed = endpoints.changed() => if changed.is_err() { break },
+            _ = crate::until_stopped(&mut stop) => break,
+        }
+    }
+    for stop_link in links.values() {
+        stop_link.send_replace(true);
+    }
+}
+
+/// The result header of a coordinator's answer.
+pub fn tx_result(answer: &Message) -> Option<&TxResult> {
+    Some(match answer {
+        Message::GlobalBeginResponse(r) => &r.result,
+        Message::GlobalCommitResponse(r)
+        | Message::GlobalRollbackResponse(r)
+        | Message::GlobalStatusResponse(r)
+        | Message::GlobalReportResponse(r) => &r.result,
+        Message::BranchRegisterResponse(r) => &r.result,
+        Message::BranchReportResponse(r) => r,
+        Message::GlobalLockQueryResponse(r) => &r.result,
+        _ => return None,
+    })
+}
+
+fn is_not_leader(result: &TxResult) -> bool {
+    !result.is_success() && result.exception_code == TransactionExceptionCode::NotRaftLeader
+}
