@@ -7,6 +7,7 @@ mod bench;
 mod coordinator;
 mod frame;
 mod logging;
+mod sidecar;
 mod signals;
 
 use std::io::Write;
@@ -36,6 +37,8 @@ enum Command {
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
     #[command(subcommand)]
     Frame(frame::FrameCommand),
+    /// Run the sidecar that lets an application join transactions over localhost gRPC.
+    Sidecar(Box<sidecar::SidecarArgs>),
 }
 
 impl Command {
@@ -44,6 +47,7 @@ impl Command {
             Command::Bench(command) => command.run(),
             Command::Coordinator(args) => args.run(),
             Command::Frame(command) => command.run(),
+            Command::Sidecar(args) => args.run(),
         }
     }
 }

@@ -48,7 +48,7 @@ pub enum RunError {
     #[error(transparent)]
     Fence(#[from] fence::FenceError),
     /// The data directory cannot be made.
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {}", path.display())]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -56,7 +56,7 @@ pub enum RunError {
         source: std::io::Error,
     },
     /// A listen address is unavailable.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address (or socket path).
         addr: String,
