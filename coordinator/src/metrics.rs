@@ -73,7 +73,7 @@ impl StatusBefore {
             | Command::Commit { tx_id, .. }
             | Command::Rollback { tx_id }
             | Command::Timeout { tx_id, .. }
-            | Command::BranchDone { tx_id, .. }
+            | Command::BranchesDone { tx_id, .. }
             | Command::Retrying { tx_id }
             | Command::GiveUp { tx_id }
             | Command::Report { tx_id, .. }

@@ -94,11 +94,10 @@ struct Connection {
 
 /// Connects, waits for the coordinator to serve, runs the load and collects the results.
 pub async fn run(plan: &LoadPlan, interrupt: &mut Interrupt) -> anyhow::Result<Measurement> {
-    let connections = interrupt.unless_interrupted(connect(plan)).await?;
-    let first = connections.first().context("no connections")?;
     interrupt
-        .unless_interrupted(wait_until_serving(&first.tm))
+        .unless_interrupted(wait_until_serving(plan))
         .await?;
+    let connections = interrupt.unless_interrupted(connect(plan)).await?;
 
     let phase = Arc::new(SharedPhase(AtomicU8::new(Phase::WarmUp as u8)));
     let mut workers = JoinSet::new();
@@ -176,13 +175,17 @@ async fn work(mut worker: Worker, phase: Arc<SharedPhase>, tally: Arc<Mutex<Tall
     }
 }
 
-async fn connect(plan: &LoadPlan) -> anyhow::Result<Vec<Connection>> {
-    let config = ClientConfig {
+fn client_config(plan: &LoadPlan) -> ClientConfig {
+    ClientConfig {
         application_id: "txmesh-bench".into(),
         request_timeout: REQUEST_TIMEOUT,
         batch: plan.batch.then(BatchConfig::default),
         ..ClientConfig::default()
-    };
+    }
+}
+
+async fn connect(plan: &LoadPlan) -> anyhow::Result<Vec<Connection>> {
+    let config = client_config(plan);
     let resources = plan.workload.resources();
     let mut connections = Vec::new();
     for _ in 0..plan.connections {
@@ -204,9 +207,35 @@ async fn connect(plan: &LoadPlan) -> anyhow::Result<Vec<Connection>> {
     Ok(connections)
 }
 
-/// Waits until an empty transaction commits: the port opens before the coordinator has
-/// elected itself leader, and until then it refuses transactions.
-async fn wait_until_serving(tm: &SeataClient) -> anyhow::Result<()> {
+/// Waits until an empty transaction commits on a connection of its own: the port opens
+/// before the coordinator has elected itself leader, and until then it refuses registrations
+/// and transactions.
+async fn wait_until_serving(plan: &LoadPlan) -> anyhow::Result<()> {
+    let deadline = Instant::now() + READY_TIMEOUT;
+    loop {
+        let error = match probe(plan).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        if Instant::now() >= deadline {
+            return Err(error.context(format!(
+                "the coordinator did not commit a transaction within {READY_TIMEOUT:?}"
+            )));
+        }
+        tokio::time::sleep(READY_POLL).await;
+    }
+}
+
+/// Connects, registers a TM and runs one empty transaction.
+async fn probe(plan: &LoadPlan) -> anyhow::Result<()> {
+    let tm = SeataClient::connect(&plan.addr, client_config(plan), Arc::new(NoResources)).await?;
+    let committed = empty_transaction(&tm).await;
+    tm.close();
+    committed
+}
+
+async fn empty_transaction(tm: &SeataClient) -> anyhow::Result<()> {
+    tm.register_tm().await.context("TM registration")?;
     let mut probe = Worker {
         tm: tm.clone(),
         rm: tm.clone(),
@@ -214,18 +243,8 @@ async fn wait_until_serving(tm: &SeataClient) -> anyhow::Result<()> {
         rows: 1,
         random: SplitMix64::new(0),
     };
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        let outcome = probe.run_transaction().await;
-        if outcome.end == End::Committed {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            bail!(
-                "the coordinator did not commit a transaction within {READY_TIMEOUT:?}: {:?}",
-                outcome.end
-            );
-        }
-        tokio::time::sleep(READY_POLL).await;
+    match probe.run_transaction().await.end {
+        End::Committed => Ok(()),
+        other => bail!("an empty transaction ended {other:?}"),
     }
 }

@@ -1,6 +1,7 @@
 //! Phase two: one task per transaction sends BranchCommit (in registration order) or
-//! BranchRollback (in reverse order) to the branches' resource managers, records each branch
-//! that ends, and retries retryable failures with exponential back-off per transaction.
+//! BranchRollback (in reverse order) to the branches' resource managers, records the branches
+//! that ended in one command per pass, and retries retryable failures with exponential
+//! back-off per transaction.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -28,6 +29,14 @@ fn settle(first_pass: &watch::Sender<Option<GlobalStatus>>, status: GlobalStatus
     });
 }
 
+/// Whether a branch's phase two succeeded.
+fn is_success(status: BranchStatus) -> bool {
+    matches!(
+        status,
+        BranchStatus::PhaseTwoCommitted | BranchStatus::PhaseTwoRollbacked
+    )
+}
+
 /// Drives transactions through phase two.
 pub struct PhaseTwo {
     node: Arc<Node>,
@@ -39,8 +48,8 @@ pub struct PhaseTwo {
 
 /// How one pass over a transaction's branches ended.
 enum Pass {
-    /// No more phase-two work: the status it ended in.
-    Ended(GlobalStatus),
+    /// No more phase-two work.
+    Ended,
     /// Some branch needs another try later.
     Retry(String),
     /// This node cannot continue (no longer leader, shutting down).
@@ -113,7 +122,7 @@ impl PhaseTwo {
         let mut marked_retrying = false;
         loop {
             match self.pass(tx_id).await {
-                Pass::Ended(_) => break,
+                Pass::Ended => break,
                 Pass::Stop(error) => {
                     tracing::info!(tx_id, %error, "phase two paused");
                     break;
@@ -160,81 +169,93 @@ impl PhaseTwo {
         limit.is_some_and(|limit| now_ms() > session.begin_ms.saturating_add(limit))
     }
 
-    /// One pass: every remaining branch once, in order; AT-only commits all at once.
+    /// One pass: every remaining branch once, in order (AT-only commits all at once), then one
+    /// record of every branch that ended, so a pass costs one replicated write.
     async fn pass(&self, tx_id: u64) -> Pass {
         let (xid, status, mut branches) = {
             let state = self.node.state.read();
             match state.tx.session(tx_id) {
                 Some(s) => (s.xid.clone(), s.status, s.branches.clone()),
-                None => {
-                    return Pass::Ended(state.tx.status_or_finished(tx_id));
-                }
+                None => return Pass::Ended,
             }
         };
         let Some(direction) = phase_two_direction(status) else {
-            return Pass::Ended(status);
+            return Pass::Ended;
         };
         if direction == Direction::Rollback {
             branches.reverse();
         }
+        let mut ended = Vec::new();
+        let mut retry = None;
         if status == GlobalStatus::AsyncCommitting {
-            let results = join_all(
+            let answers = join_all(
                 branches
                     .iter()
-                    .map(|b| self.finish_branch(tx_id, &xid, b, direction)),
+                    .map(|b| self.branch_result(&xid, b, direction)),
             )
             .await;
-            return results
-                .into_iter()
-                .find(|p| !matches!(p, Pass::Ended(_)))
-                .unwrap_or_else(|| Pass::Ended(self.node.status(tx_id)));
-        }
-        for branch in &branches {
-            match self.finish_branch(tx_id, &xid, branch, direction).await {
-                Pass::Ended(status) if phase_two_direction(status).is_some() => continue,
-                other => return other,
+            for (branch, answer) in branches.iter().zip(answers) {
+                match answer {
+                    Ok(status) => ended.push((branch.branch_id, status)),
+                    Err(reason) => retry = Some(reason),
+                }
+            }
+            // Successes first: a failure for good ends phase two and refuses later results.
+            ended.sort_by_key(|&(_, status)| !is_success(status));
+        } else {
+            for branch in &branches {
+                match self.branch_result(&xid, branch, direction).await {
+                    Ok(status) => {
+                        ended.push((branch.branch_id, status));
+                        if !is_success(status) {
+                            break;
+                        }
+                    }
+                    Err(reason) => {
+                        retry = Some(reason);
+                        break;
+                    }
+                }
             }
         }
-        Pass::Ended(self.node.status(tx_id))
+        if !ended.is_empty() {
+            let results = ended;
+            match self
+                .node
+                .propose(Command::BranchesDone { tx_id, results })
+                .await
+            {
+                Ok(Outcome::Status(_)) => {}
+                Ok(other) => return Pass::Retry(format!("recording phase two gave {other:?}")),
+                Err(error) => return Pass::Stop(error),
+            }
+        }
+        match retry {
+            Some(reason) => Pass::Retry(reason),
+            None => Pass::Ended,
+        }
     }
 
-    /// Sends phase two to one branch and records the result if it ends the branch.
-    async fn finish_branch(
+    /// Sends phase two to one branch: the status that ends it, or why it must be retried.
+    async fn branch_result(
         &self,
-        tx_id: u64,
         xid: &str,
         branch: &BranchSession,
         direction: Direction,
-    ) -> Pass {
-        let status = match self.dispatch(xid, branch, direction).await {
-            Ok(status) => status,
-            Err(error) => return Pass::Retry(format!("branch {}: {error}", branch.branch_id)),
-        };
-        let ends = matches!(
-            status,
-            BranchStatus::PhaseTwoCommitted
-                | BranchStatus::PhaseTwoRollbacked
-                | BranchStatus::PhaseTwoCommitFailedUnretryable
-                | BranchStatus::PhaseTwoRollbackFailedUnretryable
-        );
-        if !ends {
-            return Pass::Retry(format!("branch {} answered {status}", branch.branch_id));
-        }
-        match self
-            .node
-            .propose(Command::BranchDone {
-                tx_id,
-                branch_id: branch.branch_id,
-                status,
-            })
+    ) -> Result<BranchStatus, String> {
+        let status = self
+            .dispatch(xid, branch, direction)
             .await
-        {
-            Ok(Outcome::Status(status)) => Pass::Ended(status),
-            Ok(other) => Pass::Retry(format!(
-                "recording branch {} gave {other:?}",
-                branch.branch_id
-            )),
-            Err(error) => Pass::Stop(error),
+            .map_err(|error| format!("branch {}: {error}", branch.branch_id))?;
+        let ends = is_success(status)
+            || matches!(
+                status,
+                BranchStatus::PhaseTwoCommitFailedUnretryable
+                    | BranchStatus::PhaseTwoRollbackFailedUnretryable
+            );
+        match ends {
+            true => Ok(status),
+            false => Err(format!("branch {} answered {status}", branch.branch_id)),
         }
     }
 

@@ -68,14 +68,13 @@ pub enum Command {
         /// Leader clock.
         now_ms: u64,
     },
-    /// Phase two of a branch ended (done, or failed for good).
-    BranchDone {
+    /// Phase two of some branches ended (done, or failed for good), in the order they ended:
+    /// one pass over a transaction records all its branches in one entry.
+    BranchesDone {
         /// The global transaction.
         tx_id: u64,
-        /// The branch.
-        branch_id: u64,
-        /// Its final phase-two status.
-        status: BranchStatus,
+        /// Each branch and its final phase-two status.
+        results: Vec<(u64, BranchStatus)>,
     },
     /// Phase two met a retryable failure: the transaction goes to its *Retrying status.
     Retrying {

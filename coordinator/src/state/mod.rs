@@ -101,11 +101,7 @@ impl TxState {
                     false => GlobalStatus::Begin,
                 }
             }),
-            Command::BranchDone {
-                tx_id,
-                branch_id,
-                status,
-            } => self.branch_done(tx_id, branch_id, status),
+            Command::BranchesDone { tx_id, results } => self.branches_done(tx_id, &results),
             Command::Retrying { tx_id } => self.set_status(tx_id, retrying_status),
             Command::GiveUp { tx_id } => self.set_status(tx_id, given_up_status),
             Command::Report { tx_id, status } => self.report(tx_id, status),
@@ -345,6 +341,18 @@ impl TxState {
         }
         session.status = rolling;
         rolling
+    }
+
+    /// Records branch results in order, stopping at the first one refused.
+    fn branches_done(&mut self, tx_id: u64, results: &[(u64, BranchStatus)]) -> Outcome {
+        let mut outcome = Outcome::Status(self.status_or_finished(tx_id));
+        for &(branch_id, status) in results {
+            outcome = self.branch_done(tx_id, branch_id, status);
+            if !matches!(outcome, Outcome::Status(_)) {
+                break;
+            }
+        }
+        outcome
     }
 
     fn branch_done(&mut self, tx_id: u64, branch_id: u64, status: BranchStatus) -> Outcome {

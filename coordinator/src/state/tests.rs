@@ -59,10 +59,9 @@ impl Log {
     }
 
     fn done(&mut self, tx_id: u64, branch_id: u64, status: BranchStatus) -> Outcome {
-        self.apply(Command::BranchDone {
+        self.apply(Command::BranchesDone {
             tx_id,
-            branch_id,
-            status,
+            results: vec![(branch_id, status)],
         })
     }
 }
@@ -134,6 +133,43 @@ fn an_at_commit_answers_at_once_and_frees_rows_at_the_decision() {
         }),
         status(GlobalStatus::Committed)
     );
+}
+
+#[test]
+fn one_record_ends_several_branches_in_order() {
+    let mut log = Log::default();
+    let tx = log.begin(60_000, 0);
+    let b1 = log.branch(tx, BranchType::Tcc, "");
+    let b2 = log.branch(tx, BranchType::Tcc, "");
+    let b3 = log.branch(tx, BranchType::Tcc, "");
+    log.apply(Command::Commit {
+        tx_id: tx,
+        now_ms: 1,
+    });
+    let done = |branch_id| (branch_id, BranchStatus::PhaseTwoCommitted);
+    assert_eq!(
+        log.apply(Command::BranchesDone {
+            tx_id: tx,
+            results: vec![done(b1), done(b2)],
+        }),
+        status(GlobalStatus::Committing)
+    );
+    assert_eq!(
+        log.state.session(tx).map(|s| s.branches.len()),
+        Some(1),
+        "both recorded branches are gone"
+    );
+    let failed = (b3, BranchStatus::PhaseTwoCommitFailedUnretryable);
+    let outcome = log.apply(Command::BranchesDone {
+        tx_id: tx,
+        results: vec![failed, done(b3)],
+    });
+    assert_eq!(
+        rejected_with(&outcome),
+        Code::GlobalTransactionStatusInvalid,
+        "a result after the transaction left phase two is refused"
+    );
+    assert_eq!(log.state.status(tx), Some(GlobalStatus::CommitFailed));
 }
 
 #[test]
@@ -481,11 +517,11 @@ fn command() -> impl Strategy<Value = Command> {
         (tx.clone(), 0u64..10_000).prop_map(|(tx_id, now_ms)| Command::Commit { tx_id, now_ms }),
         tx.clone().prop_map(|tx_id| Command::Rollback { tx_id }),
         (tx.clone(), 0u64..10_000).prop_map(|(tx_id, now_ms)| Command::Timeout { tx_id, now_ms }),
-        (tx.clone(), 1u64..40, done).prop_map(|(tx_id, branch_id, status)| Command::BranchDone {
-            tx_id,
-            branch_id,
-            status
-        }),
+        (
+            tx.clone(),
+            proptest::collection::vec((1u64..40, done), 1..3)
+        )
+            .prop_map(|(tx_id, results)| Command::BranchesDone { tx_id, results }),
         tx.clone().prop_map(|tx_id| Command::Retrying { tx_id }),
         tx.clone().prop_map(|tx_id| Command::GiveUp { tx_id }),
         (tx, any::<bool>(), 0u64..10_000).prop_map(|(tx_id, commit, now_ms)| Command::Resume {
