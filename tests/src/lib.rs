@@ -1,11 +1,14 @@
 //! Harness for end-to-end scenarios: the `txmesh` binary started as real processes on
 //! loopback ports, killed and restarted at will and always cleaned up, and Seata clients that
-//! reconnect and re-register like real SDKs do.
+//! reconnect and re-register like real SDKs do; for the sidecar, an account [`ledger`] served
+//! as a TCC participant and money transfers between two of them ([`bank`]).
 
+pub mod bank;
 mod clients;
+pub mod ledger;
 mod process;
 mod workload;
 
 pub use clients::{Peer, Role};
-pub use process::{CoordinatorProcess, free_port, txmesh_binary};
+pub use process::{CoordinatorProcess, Coordinators, SidecarProcess, free_port, txmesh_binary};
 pub use workload::{Report, Running, Workload};

@@ -1,5 +1,7 @@
-//! Coordinator processes.
+//! Coordinator and sidecar processes.
 
+use std::ffi::OsStr;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,6 +40,8 @@ pub struct CoordinatorProcess {
     seata_port: u16,
     raft_port: u16,
     http_port: u16,
+    /// `--config` file, when started with tuning.
+    config: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -53,8 +57,28 @@ impl CoordinatorProcess {
             seata_port: free_port(),
             raft_port: free_port(),
             http_port: free_port(),
+            config: None,
             child: None,
         }
+    }
+
+    /// Like [`CoordinatorProcess::start`], with `toml` as its `--config` file.
+    pub fn start_with_config(data_dir: &Path, toml: &str) -> Self {
+        let mut process = Self::new(data_dir.to_path_buf(), 1);
+        std::fs::create_dir_all(data_dir).expect("create the data directory");
+        let config = data_dir.join("coordinator.toml");
+        std::fs::write(&config, toml).expect("write the config file");
+        process.config = Some(config);
+        process.restart();
+        process
+    }
+
+    /// Restarts the process on the same data directory but another Seata port, as a
+    /// coordinator rescheduled elsewhere would come back.
+    pub fn restart_on_new_port(&mut self) {
+        self.kill9();
+        self.seata_port = free_port();
+        self.restart();
     }
 
     /// Starts a single-node coordinator on `data_dir` and waits until it accepts connections.
@@ -110,6 +134,11 @@ impl CoordinatorProcess {
             .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
             .args(["--node-id", &self.node_id.to_string()])
             .args(
+                self.config
+                    .iter()
+                    .flat_map(|c| [OsStr::new("--config"), c.as_os_str()]),
+            )
+            .args(
                 self.peers
                     .iter()
                     .flat_map(|peers| ["--peers", peers.as_str()]),
@@ -140,6 +169,167 @@ impl CoordinatorProcess {
 }
 
 impl Drop for CoordinatorProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// How a sidecar finds its coordinators.
+#[derive(Debug, Clone)]
+pub enum Coordinators {
+    /// `--coordinators`.
+    Static(Vec<SocketAddr>),
+    /// `--coordinators-file`, reread every 100 ms.
+    File(PathBuf),
+}
+
+/// A sidecar process with fixed loopback ports, so its application finds it again after a
+/// restart. Dropping it kills the process.
+pub struct SidecarProcess {
+    data_dir: PathBuf,
+    application_id: String,
+    coordinators: Coordinators,
+    batch: bool,
+    grpc_port: u16,
+    http_port: u16,
+    child: Option<Child>,
+}
+
+impl SidecarProcess {
+    /// Starts a sidecar for `application_id` on `data_dir` (its fence) and waits until it
+    /// serves HTTP. `batch` switches merged batching upstream.
+    pub fn start(
+        data_dir: &Path,
+        application_id: &str,
+        coordinators: Coordinators,
+        batch: bool,
+    ) -> Self {
+        let mut process = Self {
+            data_dir: data_dir.to_path_buf(),
+            application_id: application_id.to_owned(),
+            coordinators,
+            batch,
+            grpc_port: free_port(),
+            http_port: free_port(),
+            child: None,
+        };
+        process.restart();
+        process
+    }
+
+    /// The gRPC endpoint for applications.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.grpc_port)
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kills the process with SIGKILL.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Stops the process with SIGTERM (a graceful stop) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let signalled = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            if !signalled {
+                let _ = child.kill();
+            }
+            let _ = child.wait();
+        }
+    }
+
+    /// (Re)starts the process on the same data directory and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        let mut command = Command::new(txmesh_binary());
+        command
+            .args(["--log-level", "warn", "sidecar"])
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .args(["--grpc-addr", &format!("127.0.0.1:{}", self.grpc_port)])
+            .args(["--http-addr", &format!("127.0.0.1:{}", self.http_port)])
+            .args(["--application-id", &self.application_id])
+            .args(["--phase-two-timeout", "2s", "--shutdown-grace", "300ms"])
+            .args(["--discovery-interval", "100ms"]);
+        match &self.coordinators {
+            Coordinators::Static(addrs) => {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                command.args(["--coordinators", &list.join(",")]);
+            }
+            Coordinators::File(path) => {
+                command.arg("--coordinators-file").arg(path);
+            }
+        }
+        if !self.batch {
+            command.arg("--no-batch");
+        }
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the sidecar starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_BOUND;
+        while self.get("/healthz").is_none() {
+            self.assert_running(deadline, "serve HTTP");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits until the sidecar is registered with a coordinator for every resource its
+    /// application serves (`/readyz`).
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_BOUND;
+        while self.get("/readyz").is_none_or(|(status, _)| status != 200) {
+            self.assert_running(deadline, "become ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The Prometheus text of `/metrics`.
+    pub fn metrics(&self) -> String {
+        self.get("/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
+    }
+
+    fn assert_running(&mut self, deadline: Instant, what: &str) {
+        if let Some(child) = self.child.as_mut()
+            && let Ok(Some(status)) = child.try_wait()
+        {
+            panic!("the sidecar exited before it could {what}: {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sidecar did not {what} within {START_BOUND:?}"
+        );
+    }
+
+    /// A bare HTTP/1.0 GET: status code and body, `None` when nothing answers.
+    fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
+    }
+}
+
+impl Drop for SidecarProcess {
     fn drop(&mut self) {
         self.kill9();
     }
