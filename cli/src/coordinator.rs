@@ -56,6 +56,25 @@ pub struct CoordinatorArgs {
     /// File holding the bearer token for mutating admin calls; without it they are refused.
     #[arg(long, env = "TXMESH_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+
+    /// User name Seata 2.x clients log in with (`registry.raft.username`) [default: seata].
+    #[arg(long, env = "TXMESH_CONSOLE_USERNAME")]
+    console_username: Option<String>,
+
+    /// File holding the password Seata 2.x clients log in with (`registry.raft.password`)
+    /// [default: seata].
+    #[arg(long, env = "TXMESH_CONSOLE_PASSWORD_FILE")]
+    console_password_file: Option<PathBuf>,
+
+    /// The Raft group's name, which Seata clients map their transaction group to
+    /// (`service.vgroupMapping.<tx group>`) [default: default].
+    #[arg(long, env = "TXMESH_GROUP")]
+    group: Option<String>,
+
+    /// Most log entries a member may lag and still count as caught up: for promotion,
+    /// leadership transfer and readiness [default: 100].
+    #[arg(long, env = "TXMESH_CAUGHT_UP_LAG")]
+    caught_up_lag: Option<u64>,
 }
 
 impl CoordinatorArgs {
@@ -71,16 +90,16 @@ impl CoordinatorArgs {
             None => CoordinatorConfig::default(),
         };
         if let Some(path) = &self.admin_token_file {
-            let token = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let token = token.trim();
-            anyhow::ensure!(
-                !token.is_empty(),
-                "the admin token file {} is empty",
-                path.display()
-            );
-            config.admin_token = Some(token.to_owned());
+            config.admin_token = Some(secret(path, "admin token")?);
         }
+        if let Some(path) = &self.console_password_file {
+            config.console.password = secret(path, "console password")?;
+        }
+        if let Some(username) = self.console_username {
+            config.console.username = username;
+        }
+        config.raft.group = self.group.unwrap_or(config.raft.group);
+        config.raft.caught_up_lag = self.caught_up_lag.unwrap_or(config.raft.caught_up_lag);
         config.data_dir = self.data_dir.unwrap_or(config.data_dir);
         config.seata_addr = self.seata_addr.unwrap_or(config.seata_addr);
         config.raft_addr = self.raft_addr.unwrap_or(config.raft_addr);
@@ -114,6 +133,19 @@ impl CoordinatorArgs {
                 .context("coordinator failed")
         })
     }
+}
+
+/// The trimmed contents of the file at `path`, which must not be empty.
+fn secret(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = text.trim();
+    anyhow::ensure!(
+        !text.is_empty(),
+        "the {what} file {} is empty",
+        path.display()
+    );
+    Ok(text.to_owned())
 }
 
 /// The node id from a StatefulSet pod's host name (`txmesh-coordinator-2` → 3).

@@ -26,6 +26,8 @@ pub struct CoordinatorConfig {
     pub advertise_host: Option<String>,
     /// Bearer token for mutating admin calls; without one they are refused.
     pub admin_token: Option<String>,
+    /// The account Seata 2.x clients log in with before reading the cluster metadata.
+    pub console: ConsoleAccount,
     /// Seata protocol tuning.
     pub server: ServerTuning,
     /// Phase-two and recovery tuning.
@@ -58,16 +60,39 @@ impl Peer {
             .parse()
             .map_err(|_| format!("peer {text:?} has no numeric id"))?;
         let addr = addr.trim();
-        if !addr
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
-        {
+        if !is_host_port(addr) {
             return Err(format!("peer {text:?} has no host:port address"));
         }
         Ok(Self {
             id,
             addr: addr.to_owned(),
         })
+    }
+}
+
+/// Whether `addr` is `host:port` with a host and a numeric port.
+pub fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+}
+
+/// The console account of Seata's `POST /api/v1/auth/login`. Defaults are Seata's own
+/// (`seata`/`seata`); what the login unlocks is read-only (see the admin API docs).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ConsoleAccount {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl Default for ConsoleAccount {
+    fn default() -> Self {
+        Self {
+            username: "seata".into(),
+            password: "seata".into(),
+        }
     }
 }
 
@@ -81,6 +106,7 @@ impl Default for CoordinatorConfig {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 7091)),
             advertise_host: None,
             admin_token: None,
+            console: ConsoleAccount::default(),
             server: ServerTuning::default(),
             recovery: RecoveryTuning::default(),
             raft: RaftTuning::default(),
@@ -106,14 +132,24 @@ impl CoordinatorConfig {
         }
     }
 
-    /// `host:port` that prefixes XIDs.
+    /// `host:port` that prefixes XIDs: the advertised Seata endpoint.
     pub fn xid_address(&self) -> String {
+        self.advertised(self.seata_addr)
+    }
+
+    /// The advertised admin HTTP endpoint, `host:port`.
+    pub fn admin_address(&self) -> String {
+        self.advertised(self.http_addr)
+    }
+
+    /// How clients reach `listen`: the advertised host, else the listen IP, else 127.0.0.1.
+    fn advertised(&self, listen: SocketAddr) -> String {
         let host = match &self.advertise_host {
             Some(host) => host.clone(),
-            None if self.seata_addr.ip().is_unspecified() => "127.0.0.1".to_owned(),
-            None => self.seata_addr.ip().to_string(),
+            None if listen.ip().is_unspecified() => "127.0.0.1".to_owned(),
+            None => listen.ip().to_string(),
         };
-        format!("{host}:{}", self.seata_addr.port())
+        format!("{host}:{}", listen.port())
     }
 }
 
@@ -195,6 +231,13 @@ pub struct RaftTuning {
     pub snapshot_every_entries: u64,
     /// Most commands batched into one log entry.
     pub max_commands_per_entry: usize,
+    /// The group's name: Seata clients map their transaction group to it
+    /// (`service.vgroupMapping.<tx group>`) and ask for it in `/metadata/v1/cluster?group=`
+    /// (Seata: `server.raft.group`, `default`).
+    pub group: String,
+    /// A member is caught up when it is at most this many log entries behind: a learner may be
+    /// promoted, a voter may take over leadership, and a node is ready (`/readyz`).
+    pub caught_up_lag: u64,
 }
 
 impl Default for RaftTuning {
@@ -205,6 +248,8 @@ impl Default for RaftTuning {
             election_timeout_max_ms: 800,
             snapshot_every_entries: 20_000,
             max_commands_per_entry: 1_024,
+            group: "default".into(),
+            caught_up_lag: 100,
         }
     }
 }
@@ -259,5 +304,6 @@ mod tests {
         assert_eq!(config.xid_address(), "10.1.2.3:18091");
         config.advertise_host = Some("tc-0.tc.ns.svc.cluster.local".into());
         assert_eq!(config.xid_address(), "tc-0.tc.ns.svc.cluster.local:18091");
+        assert_eq!(config.admin_address(), "tc-0.tc.ns.svc.cluster.local:7091");
     }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod drivers;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod raft;
@@ -29,6 +30,7 @@ use txmesh_api::raft::v1::raft_server::RaftServer;
 use admin::Admin;
 pub use config::CoordinatorConfig;
 use drivers::PhaseTwo;
+use membership::Membership;
 use node::Node;
 use server::{RmRegistry, ServerContext};
 use tc::Tc;
@@ -57,6 +59,7 @@ pub struct Coordinator {
     phase_two: Arc<PhaseTwo>,
     seata_addr: SocketAddr,
     http_addr: SocketAddr,
+    raft_addr: SocketAddr,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -67,10 +70,12 @@ impl Coordinator {
         let (listener, seata_addr) = bind(config.seata_addr).await?;
         let (http_listener, http_addr) = bind(config.http_addr).await?;
         let (raft_listener, raft_addr) = bind(config.raft_addr).await?;
-        // The XID carries the port actually bound (tests bind port 0).
+        // The XID and the advertised endpoints carry the ports actually bound (tests bind
+        // port 0).
         let config = CoordinatorConfig {
             seata_addr,
             raft_addr,
+            http_addr,
             ..config
         };
         let node = Node::start(&config).await?;
@@ -90,12 +95,14 @@ impl Coordinator {
             tuning: config.server.clone(),
             leading: leading_now,
         });
-        let admin = Admin::new(node.clone(), phase_two.clone(), config.admin_token.clone());
+        let membership = Arc::new(Membership::new(node.clone(), &config));
+        let advertised = membership.advertised().clone();
+        let admin = Admin::new(node.clone(), phase_two.clone(), membership, &config);
         let tasks = vec![
             tokio::spawn(server::serve(listener, ctx, stopped.clone())),
             tokio::spawn(serve_raft(
                 raft_listener,
-                node.raft.clone(),
+                raft::RaftService::new(node.raft.clone(), advertised),
                 stopped.clone(),
             )),
             tokio::spawn(admin::serve(http_listener, admin, stopped.clone())),
@@ -124,6 +131,7 @@ impl Coordinator {
             phase_two,
             seata_addr,
             http_addr,
+            raft_addr,
             stop,
             tasks,
         })
@@ -137,6 +145,11 @@ impl Coordinator {
     /// The admin HTTP address actually bound.
     pub fn http_addr(&self) -> SocketAddr {
         self.http_addr
+    }
+
+    /// The Raft peer address actually bound.
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.raft_addr
     }
 
     /// The node, for reads of its state.
@@ -192,8 +205,12 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), RunError> {
 const PHASE_TWO_SWEEP: Duration = Duration::from_secs(2);
 
 /// Serves the Raft transport to the peers until `stop` turns true.
-async fn serve_raft(listener: TcpListener, raft: raft::Raft, mut stop: watch::Receiver<bool>) {
-    let service = RaftServer::new(raft::RaftService::new(raft));
+async fn serve_raft(
+    listener: TcpListener,
+    service: raft::RaftService,
+    mut stop: watch::Receiver<bool>,
+) {
+    let service = RaftServer::new(service);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let served = tonic::transport::Server::builder()
         .add_service(service)

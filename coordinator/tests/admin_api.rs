@@ -1,90 +1,20 @@
 //! The admin HTTP API of a running coordinator: transactions are made through the Seata
 //! client, as TMs and RMs make them, then looked at and resumed over HTTP.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::{BOUND, Reply, begin, bounded, http, loopback_config};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use txmesh_coordinator::{Coordinator, CoordinatorConfig};
 use txmesh_seata::client::{ClientConfig, NoResources, SeataClient, ServerRequestHandler};
 use txmesh_seata::message::*;
 use txmesh_seata::{BranchStatus, BranchType, GlobalStatus, Message};
 
-/// Upper bound for anything a test waits for.
-const BOUND: Duration = Duration::from_secs(10);
 const TOKEN: &str = "s3cret-token";
-
-async fn bounded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(BOUND, future)
-        .await
-        .expect("test step took too long")
-}
-
-/// An HTTP answer.
-struct Reply {
-    status: u16,
-    content_type: String,
-    body: String,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        assert!(
-            self.content_type.starts_with("application/json"),
-            "not JSON ({}): {}",
-            self.content_type,
-            self.body
-        );
-        serde_json::from_str(&self.body).expect("valid JSON")
-    }
-
-    /// The JSON error message, checking the status first.
-    fn error(&self, status: u16) -> String {
-        assert_eq!(self.status, status, "{}", self.body);
-        self.json()["error"]
-            .as_str()
-            .expect("an error message")
-            .to_owned()
-    }
-}
-
-/// One HTTP/1.1 request on a fresh connection, read until the server closes it.
-async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
-    let mut stream = bounded(TcpStream::connect(addr)).await.expect("connects");
-    let authorization = token
-        .map(|token| format!("Authorization: Bearer {token}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}Content-Length: 0\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.expect("sends");
-    let mut raw = Vec::new();
-    bounded(stream.read_to_end(&mut raw)).await.expect("reads");
-    let raw = String::from_utf8(raw).expect("UTF-8 answer");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete answer");
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split(' ').nth(1))
-        .and_then(|code| code.parse().ok())
-        .expect("a status line");
-    let header = |name: &str| {
-        head.lines()
-            .filter_map(|line| line.split_once(':'))
-            .find(|(key, _)| key.eq_ignore_ascii_case(name))
-            .map(|(_, value)| value.trim().to_owned())
-    };
-    assert_eq!(header("transfer-encoding"), None, "bodies have a length");
-    Reply {
-        status,
-        content_type: header("content-type").unwrap_or_default(),
-        body: body.to_owned(),
-    }
-}
 
 struct Harness {
     dir: TempDir,
@@ -106,12 +36,8 @@ impl Harness {
 
     async fn start_in(dir: &TempDir, admin_token: Option<String>) -> Coordinator {
         let config = CoordinatorConfig {
-            data_dir: dir.path().to_path_buf(),
-            seata_addr: "127.0.0.1:0".parse().expect("addr"),
-            http_addr: "127.0.0.1:0".parse().expect("addr"),
-            raft_addr: "127.0.0.1:0".parse().expect("addr"),
             admin_token,
-            ..CoordinatorConfig::default()
+            ..loopback_config(dir)
         };
         let coordinator = bounded(Coordinator::start(config)).await.expect("starts");
         assert!(coordinator.wait_until_leading(BOUND).await, "leads");
@@ -197,21 +123,6 @@ fn done(request: BranchEndRequest, branch_status: BranchStatus) -> BranchEndResp
         xid: request.xid,
         branch_id: request.branch_id,
         branch_status,
-    }
-}
-
-async fn begin(tm: &SeataClient, timeout_ms: i32) -> String {
-    let request = GlobalBeginRequest {
-        timeout: timeout_ms,
-        transaction_name: "transfer".into(),
-    };
-    match tm
-        .call(Message::GlobalBeginRequest(request))
-        .await
-        .expect("answered")
-    {
-        Message::GlobalBeginResponse(r) if r.result.is_success() => r.xid,
-        other => panic!("begin failed: {other:?}"),
     }
 }
 

@@ -1,9 +1,12 @@
 //! The coordinator over TCP, driven by the txmesh-seata client as TMs and RMs would drive it.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use common::{BOUND, begin, bounded, loopback_config};
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -17,15 +20,6 @@ use txmesh_seata::{
     BranchStatus, BranchType, GlobalStatus, Message, TransactionExceptionCode as Code,
 };
 
-/// Upper bound for anything a test waits for.
-const BOUND: Duration = Duration::from_secs(10);
-
-async fn bounded<F: std::future::Future>(future: F) -> F::Output {
-    tokio::time::timeout(BOUND, future)
-        .await
-        .expect("test step took too long")
-}
-
 struct Harness {
     dir: TempDir,
     coordinator: Coordinator,
@@ -33,17 +27,13 @@ struct Harness {
 
 fn config(dir: &TempDir) -> CoordinatorConfig {
     CoordinatorConfig {
-        data_dir: dir.path().to_path_buf(),
-        seata_addr: "127.0.0.1:0".parse().expect("addr"),
-        http_addr: "127.0.0.1:0".parse().expect("addr"),
-        raft_addr: "127.0.0.1:0".parse().expect("addr"),
         recovery: RecoveryTuning {
             retry_initial_ms: 50,
             retry_max_ms: 200,
             phase_two_timeout_ms: 2_000,
             ..RecoveryTuning::default()
         },
-        ..CoordinatorConfig::default()
+        ..loopback_config(dir)
     }
 }
 
@@ -167,21 +157,6 @@ impl ServerRequestHandler for Rm {
             BranchStatus::PhaseTwoRollbacked,
             BranchStatus::PhaseTwoRollbackFailedRetryable,
         )
-    }
-}
-
-async fn begin(tm: &SeataClient, timeout_ms: i32) -> String {
-    let request = GlobalBeginRequest {
-        timeout: timeout_ms,
-        transaction_name: "transfer".into(),
-    };
-    match tm
-        .call(Message::GlobalBeginRequest(request))
-        .await
-        .expect("answered")
-    {
-        Message::GlobalBeginResponse(r) if r.result.is_success() => r.xid,
-        other => panic!("begin failed: {other:?}"),
     }
 }
 

@@ -1,5 +1,6 @@
-//! Failed admin calls as JSON: `{"error": message}`, plus Seata's exception code when a
-//! transaction command was refused.
+//! Failed admin calls as JSON: `{"error": message}`, plus a code naming the refusal (Seata's
+//! exception code for a transaction command, the error kind for a membership call) and, when
+//! the call belongs on the leader, where the leader is.
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -12,6 +13,15 @@ pub(super) struct ApiError {
     status: StatusCode,
     message: String,
     code: Option<&'static str>,
+    leader: Option<Leader>,
+}
+
+/// Where the leader is, as far as the answering node knows.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Leader {
+    leader_id: Option<u64>,
+    leader_admin_address: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -19,6 +29,8 @@ struct Body<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     code: Option<&'static str>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    leader: Option<&'a Leader>,
 }
 
 impl ApiError {
@@ -27,6 +39,7 @@ impl ApiError {
             status,
             message: message.into(),
             code: None,
+            leader: None,
         }
     }
 
@@ -46,6 +59,22 @@ impl ApiError {
         }
     }
 
+    /// Names the leader the call should go to.
+    pub(super) fn with_leader(
+        self,
+        leader_id: Option<u64>,
+        leader_admin_address: Option<String>,
+    ) -> Self {
+        let leader = Leader {
+            leader_id,
+            leader_admin_address,
+        };
+        Self {
+            leader: Some(leader),
+            ..self
+        }
+    }
+
     pub(super) fn status(&self) -> StatusCode {
         self.status
     }
@@ -60,6 +89,7 @@ impl IntoResponse for ApiError {
         let body = Body {
             error: &self.message,
             code: self.code,
+            leader: self.leader.as_ref(),
         };
         (self.status, Json(body)).into_response()
     }

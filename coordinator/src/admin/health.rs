@@ -1,4 +1,4 @@
-//! Probes: liveness never depends on elections; readiness needs membership and a leader.
+//! Probes: liveness never depends on elections; readiness means "member and caught up".
 
 use std::sync::Arc;
 
@@ -13,21 +13,14 @@ pub(super) async fn live() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: this node is a member of its group and a leader is known (on a single
-/// node: it leads).
+/// `GET /readyz`: this node is a member of its group, a leader is known, and this node has
+/// applied what the leader has committed, up to the allowed lag (a leader is ready as such).
 pub(super) async fn ready(State(admin): State<Arc<Admin>>) -> Result<&'static str, ApiError> {
-    let metrics = admin.node.raft.metrics();
-    let metrics = metrics.borrow();
-    let unavailable = |reason: String| Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason));
-    let membership = metrics.membership_config.membership();
-    if membership.get_node(&admin.node.id).is_none() {
-        return unavailable(format!(
-            "node {} is not a member of the group",
-            admin.node.id
-        ));
-    }
-    match metrics.current_leader {
-        Some(_) => Ok("ok"),
-        None => unavailable("no leader is known".to_owned()),
+    match admin.membership.readiness().await {
+        Ok(()) => Ok("ok"),
+        Err(not_ready) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            not_ready.to_string(),
+        )),
     }
 }

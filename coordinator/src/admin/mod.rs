@@ -1,8 +1,11 @@
-//! The admin HTTP API (port 7091): liveness and readiness probes, Prometheus metrics, and JSON
-//! over transactions and locks. Reads are open; calls that change state need the configured
-//! bearer token, and are refused when none is configured.
+//! The admin HTTP API (port 7091): liveness and readiness probes, Prometheus metrics, JSON over
+//! transactions and locks, the membership API, and the endpoints Seata 2.x clients use to
+//! find the leader. Reads are open; calls that change state need the configured bearer token,
+//! and are refused when none is configured.
 
 mod auth;
+mod cluster;
+mod discovery;
 mod error;
 mod health;
 mod locks;
@@ -15,31 +18,44 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::config::{ConsoleAccount, CoordinatorConfig};
 use crate::drivers::PhaseTwo;
+use crate::membership::Membership;
 use crate::node::Node;
 
 /// What the handlers share.
 pub struct Admin {
     node: Arc<Node>,
     phase_two: Arc<PhaseTwo>,
+    membership: Arc<Membership>,
     /// The bearer token for mutating calls; none refuses them all.
     token: Option<String>,
+    /// The account Seata clients log in with.
+    console: ConsoleAccount,
     registry: Registry,
 }
 
 impl Admin {
-    /// The API over `node`, resuming phase two through `phase_two`.
-    pub fn new(node: Arc<Node>, phase_two: Arc<PhaseTwo>, token: Option<String>) -> Self {
+    /// The API over `node`, resuming phase two through `phase_two` and changing membership
+    /// through `membership`, with the token and console account of `config`.
+    pub fn new(
+        node: Arc<Node>,
+        phase_two: Arc<PhaseTwo>,
+        membership: Arc<Membership>,
+        config: &CoordinatorConfig,
+    ) -> Self {
         let registry = node.metrics.registry(node.state.clone());
         Self {
             node,
             phase_two,
-            token,
+            membership,
+            token: config.admin_token.clone(),
+            console: config.console.clone(),
             registry,
         }
     }
@@ -70,6 +86,17 @@ fn router(admin: Arc<Admin>) -> Router {
             post(resume::rollback),
         )
         .route("/api/v1/locks", get(locks::list))
+        .route("/api/v1/cluster", get(cluster::status))
+        .route("/api/v1/cluster/learners", post(cluster::add_learner))
+        .route(
+            "/api/v1/cluster/voters/{id}/promote",
+            post(cluster::promote),
+        )
+        .route("/api/v1/cluster/members/{id}", delete(cluster::remove))
+        .route("/api/v1/cluster/leader", post(cluster::transfer))
+        .route("/api/v1/auth/login", post(discovery::login))
+        .route("/metadata/v1/cluster", get(discovery::cluster))
+        .route("/metadata/v1/watch", post(discovery::watch))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
         .with_state(admin)

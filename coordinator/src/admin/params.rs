@@ -1,6 +1,9 @@
-//! Request input as typed values, with bad input answered as a JSON error: the XID in the
-//! path, query-string filters, and paging.
+//! Request input as typed values, with bad input answered as a JSON error: the XID or node id
+//! in the path, query-string filters, paging, JSON bodies and form fields.
 
+use std::collections::HashMap;
+
+use axum::Json;
 use axum::extract::{FromRequestParts, Path, Query};
 use axum::http::Uri;
 use axum::http::request::Parts;
@@ -36,6 +39,44 @@ impl<S: Send + Sync> FromRequestParts<S> for Xid {
             .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
         Ok(Self(xid))
     }
+}
+
+/// The node id named in the path.
+pub(super) struct MemberId(pub(super) u64);
+
+impl<S: Send + Sync> FromRequestParts<S> for MemberId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+        id.parse()
+            .map(Self)
+            .map_err(|_| ApiError::bad_request(format!("node id {id:?} is not a number")))
+    }
+}
+
+/// A JSON request body as `T`.
+pub(super) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    Json::from_bytes(body)
+        .map(|Json(value)| value)
+        .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+}
+
+/// The fields of a form sent in the query string, the urlencoded body, or both (as Spring's
+/// `@RequestParam` reads them; a body field wins).
+pub(super) fn form(uri: &Uri, body: &[u8]) -> Result<HashMap<String, String>, ApiError> {
+    let mut fields: HashMap<String, String> = query(uri)?;
+    if !body.is_empty() {
+        let body = std::str::from_utf8(body)
+            .map_err(|_| ApiError::bad_request("the form body is not UTF-8"))?;
+        let as_query: Uri = format!("/?{body}")
+            .parse()
+            .map_err(|_| ApiError::bad_request("the form body is not urlencoded"))?;
+        fields.extend(query::<HashMap<String, String>>(&as_query)?);
+    }
+    Ok(fields)
 }
 
 /// The query string of `uri` as `T`.
@@ -97,6 +138,16 @@ mod tests {
         assert_eq!(page.select(0..10), (10, vec![2, 3, 4]));
         assert_eq!(page.select(0..3), (3, vec![2]));
         assert_eq!(page.select(0..1), (1, vec![]));
+    }
+
+    #[test]
+    fn form_fields_come_from_the_query_and_the_body() {
+        let uri: Uri = "/watch?default=3&timeout=100".parse().expect("uri");
+        let fields = form(&uri, b"timeout=2000&other+group=%37").expect("valid");
+        assert_eq!(fields["default"], "3");
+        assert_eq!(fields["timeout"], "2000");
+        assert_eq!(fields["other group"], "7");
+        assert!(form(&uri, b"a b").is_err());
     }
 
     #[test]

@@ -8,12 +8,22 @@ use std::io::Cursor;
 use serde::{Deserialize, Serialize};
 
 pub use network::PeerNetwork;
-pub use service::RaftService;
+pub use service::{RaftService, describe, quorum_index};
 
 use crate::state::{Command, Outcome};
 
 /// A node's id in the group.
 pub type NodeId = u64;
+
+/// Where a node serves clients, as they should reach it (`host:port`). Peers learn it with
+/// the `Describe` call, so membership entries need carry only the Raft address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advertised {
+    /// The admin HTTP endpoint.
+    pub admin: String,
+    /// The Seata RPC endpoint.
+    pub seata: String,
+}
 
 openraft::declare_raft_types!(
     /// The coordinator's Raft types: batches of commands in, their outcomes out.
@@ -52,6 +62,8 @@ pub type Raft = openraft::Raft<TypeConfig>;
 pub type Entry = openraft::Entry<TypeConfig>;
 /// A storage error.
 pub type StorageError = openraft::StorageError<NodeId>;
+/// What a Raft node reports about itself.
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
 /// A log id.
 pub type LogId = openraft::LogId<NodeId>;
 /// The membership as stored with the state.

@@ -45,6 +45,11 @@ pub struct PeerClient {
 }
 
 impl PeerNetwork {
+    /// A client of the peer at `addr`, on the channel shared with every other caller.
+    pub(crate) fn client(&self, addr: &str) -> Result<RaftClient<Channel>, String> {
+        self.channel(addr).map(RaftClient::new)
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, String> {
         let mut channels = self
             .channels
@@ -69,7 +74,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> PeerClient {
         PeerClient {
             target,
-            client: self.channel(&node.addr).map(RaftClient::new),
+            client: self.client(&node.addr),
         }
     }
 }

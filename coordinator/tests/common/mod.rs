@@ -1,0 +1,173 @@
+//! What the coordinator's integration tests share: bounded waits, a loopback configuration,
+//! a raw HTTP/1.1 client for the admin API, and a Seata TM call.
+
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use txmesh_coordinator::CoordinatorConfig;
+use txmesh_seata::Message;
+use txmesh_seata::client::SeataClient;
+use txmesh_seata::message::GlobalBeginRequest;
+
+/// Upper bound for anything a test waits for.
+pub const BOUND: Duration = Duration::from_secs(10);
+
+/// Runs `future`, failing the test if it takes longer than [`BOUND`].
+pub async fn bounded<F: std::future::Future>(future: F) -> F::Output {
+    tokio::time::timeout(BOUND, future)
+        .await
+        .expect("test step took too long")
+}
+
+/// A node of its own in `dir`, listening on loopback ports the system picks.
+pub fn loopback_config(dir: &TempDir) -> CoordinatorConfig {
+    CoordinatorConfig {
+        data_dir: dir.path().to_path_buf(),
+        seata_addr: "127.0.0.1:0".parse().expect("addr"),
+        http_addr: "127.0.0.1:0".parse().expect("addr"),
+        raft_addr: "127.0.0.1:0".parse().expect("addr"),
+        ..CoordinatorConfig::default()
+    }
+}
+
+/// An HTTP answer.
+pub struct Reply {
+    pub status: u16,
+    pub content_type: String,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        assert!(
+            self.content_type.starts_with("application/json"),
+            "not JSON ({}): {}",
+            self.content_type,
+            self.body
+        );
+        serde_json::from_str(&self.body).expect("valid JSON")
+    }
+
+    /// The JSON error message, checking the status first.
+    pub fn error(&self, status: u16) -> String {
+        assert_eq!(self.status, status, "{}", self.body);
+        self.json()["error"]
+            .as_str()
+            .expect("an error message")
+            .to_owned()
+    }
+
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+/// A request body and its media type.
+pub struct Body<'a> {
+    pub content_type: &'a str,
+    pub text: String,
+}
+
+impl Body<'_> {
+    pub fn json(value: Value) -> Self {
+        Body {
+            content_type: "application/json",
+            text: value.to_string(),
+        }
+    }
+
+    pub fn form(text: &str) -> Self {
+        Body {
+            content_type: "application/x-www-form-urlencoded",
+            text: text.to_owned(),
+        }
+    }
+}
+
+/// One HTTP/1.1 request without a body on a fresh connection.
+pub async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> Reply {
+    send(addr, method, path, token, None).await
+}
+
+/// One HTTP/1.1 request on a fresh connection, read until the server closes it.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Body<'_>>,
+) -> Reply {
+    let mut stream = bounded(TcpStream::connect(addr)).await.expect("connects");
+    let authorization = token
+        .map(|token| format!("Authorization: Bearer {token}\r\n"))
+        .unwrap_or_default();
+    let (content_type, text) = match &body {
+        Some(body) => (
+            format!("Content-Type: {}\r\n", body.content_type),
+            body.text.as_str(),
+        ),
+        None => (String::new(), ""),
+    };
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}{content_type}Content-Length: {}\r\n\r\n{text}",
+        text.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("sends");
+    let mut raw = Vec::new();
+    bounded(stream.read_to_end(&mut raw)).await.expect("reads");
+    let raw = String::from_utf8(raw).expect("UTF-8 answer");
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a complete answer");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status line");
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(key, value)| (key.to_owned(), value.trim().to_owned()))
+        .collect();
+    let reply = Reply {
+        status,
+        content_type: String::new(),
+        headers,
+        body: body.to_owned(),
+    };
+    assert_eq!(
+        reply.header("transfer-encoding"),
+        None,
+        "bodies have a length"
+    );
+    Reply {
+        content_type: reply.header("content-type").unwrap_or_default().to_owned(),
+        ..reply
+    }
+}
+
+/// Begins a global transaction with `timeout_ms`; returns its XID.
+pub async fn begin(tm: &SeataClient, timeout_ms: i32) -> String {
+    let request = GlobalBeginRequest {
+        timeout: timeout_ms,
+        transaction_name: "transfer".into(),
+    };
+    match tm
+        .call(Message::GlobalBeginRequest(request))
+        .await
+        .expect("answered")
+    {
+        Message::GlobalBeginResponse(r) if r.result.is_success() => r.xid,
+        other => panic!("begin failed: {other:?}"),
+    }
+}
