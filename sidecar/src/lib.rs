@@ -71,10 +71,16 @@ pub struct Sidecar {
     http_addr: SocketAddr,
     upstream: Upstream<PhaseTwoHandler>,
     apps: Arc<Apps>,
+    fence: Arc<Fence>,
+    handler: Arc<PhaseTwoHandler>,
     metrics: Metrics,
     accepting: watch::Sender<bool>,
+    /// Stops the coordinator connections.
+    stop_upstream: watch::Sender<bool>,
+    /// Stops the servers.
     stop: watch::Sender<bool>,
     grace: Duration,
+    phase_two_timeout: Duration,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -105,19 +111,20 @@ impl Sidecar {
         let http_addr = local_addr(&http_listener, config.http_addr)?;
 
         let (stop, stopped) = watch::channel(false);
+        let (stop_upstream, upstream_stopped) = watch::channel(false);
         let upstream_config = UpstreamConfig {
             client: config.client_config(),
             ready_wait: config.ready_wait,
             reconnect_min: config.reconnect_min,
             reconnect_max: config.reconnect_max,
         };
-        let upstream = Upstream::start(
+        let (upstream, upstream_task) = Upstream::start(
             upstream_config,
-            handler,
+            handler.clone(),
             endpoints,
             apps.resources(),
             metrics.clone(),
-            stopped.clone(),
+            upstream_stopped,
         );
         let (accepting, accepting_now) = watch::channel(true);
         let api = Api::new(
@@ -128,6 +135,7 @@ impl Sidecar {
             accepting_now,
         );
         let mut tasks = vec![
+            upstream_task,
             tokio::spawn(serve_tcp(grpc_listener, api.clone(), stopped.clone())),
             tokio::spawn(http::serve(
                 http_listener,
@@ -135,7 +143,7 @@ impl Sidecar {
                 stopped.clone(),
             )),
             tokio::spawn(collect_fence_garbage(
-                fence,
+                fence.clone(),
                 config.fence_retention,
                 stopped.clone(),
             )),
@@ -149,10 +157,14 @@ impl Sidecar {
             http_addr,
             upstream,
             apps,
+            fence,
+            handler,
             metrics,
             accepting,
+            stop_upstream,
             stop,
             grace: config.shutdown_grace,
+            phase_two_timeout: config.phase_two_timeout,
             tasks,
         })
     }
@@ -174,7 +186,8 @@ impl Sidecar {
 
     /// Stops gracefully: Begin is refused at once; calls in flight finish and phase two keeps
     /// reaching the application until the grace period ends — or earlier, once no call is in
-    /// flight and the application has closed its streams. Then everything closes.
+    /// flight and the application has closed its streams. Then the coordinator connections
+    /// close, phase two being answered finishes, and the servers stop.
     pub async fn stop(self) {
         self.accepting.send_replace(false);
         tracing::info!(grace = ?self.grace, "sidecar stopping: no new transactions");
@@ -184,12 +197,23 @@ impl Sidecar {
         {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // No phase two comes once the connections close; what is being answered still gets
+        // its fence record, so a redelivery after the restart is answered from the fence.
+        self.stop_upstream.send_replace(true);
+        let _ = tokio::time::timeout(self.phase_two_timeout, self.handler.idle()).await;
         self.apps.close_all();
         self.stop.send_replace(true);
         for mut task in self.tasks {
             if tokio::time::timeout(STOP_BOUND, &mut task).await.is_err() {
                 task.abort();
             }
+        }
+        drop((self.handler, self.upstream));
+        // Connection tasks let go of the fence as they wind down; once they have, the data
+        // directory can be opened again (by a restart in the same process).
+        let deadline = Instant::now() + STOP_BOUND;
+        while Arc::strong_count(&self.fence) > 1 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::info!("sidecar stopped");
     }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
 use txmesh_api::v1::{self, ActionOutcome, PhaseTwoAction};
 use txmesh_seata::client::ServerRequestHandler;
 use txmesh_seata::message::{BranchEndRequest, BranchEndResponse, TxResult};
@@ -21,6 +22,24 @@ pub struct PhaseTwoHandler {
     apps: Arc<Apps>,
     timeout: Duration,
     metrics: Metrics,
+    /// Requests being answered.
+    in_flight: watch::Sender<usize>,
+}
+
+/// Counts a request in flight until dropped.
+struct Answering<'a>(&'a watch::Sender<usize>);
+
+impl<'a> Answering<'a> {
+    fn new(in_flight: &'a watch::Sender<usize>) -> Self {
+        in_flight.send_modify(|n| *n += 1);
+        Self(in_flight)
+    }
+}
+
+impl Drop for Answering<'_> {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl PhaseTwoHandler {
@@ -31,10 +50,18 @@ impl PhaseTwoHandler {
             apps,
             timeout,
             metrics,
+            in_flight: watch::Sender::new(0),
         }
     }
 
+    /// Waits until no request is being answered (at shutdown, once no more can come, so
+    /// every answer the application gave is in the fence before its stream closes).
+    pub async fn idle(&self) {
+        let _ = self.in_flight.subscribe().wait_for(|n| *n == 0).await;
+    }
+
     async fn end(&self, request: BranchEndRequest, phase: Phase) -> BranchEndResponse {
+        let _answering = Answering::new(&self.in_flight);
         let decision = self
             .fence
             .phase_two(

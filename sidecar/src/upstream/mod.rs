@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use txmesh_seata::client::{ClientConfig, ClientError, SeataClient, ServerRequestHandler};
 use txmesh_seata::message::TxResult;
@@ -88,7 +89,7 @@ impl<H> Clone for Upstream<H> {
 impl<H: ServerRequestHandler> Upstream<H> {
     /// Starts connecting to the coordinators `endpoints` names (following its changes),
     /// registering the resources in `served`, and handing phase two to `handler`. Stops when
-    /// `stop` turns true.
+    /// `stop` turns true; the task returned ends once every connection is closed.
     pub fn start(
         config: UpstreamConfig,
         handler: Arc<H>,
@@ -96,7 +97,7 @@ impl<H: ServerRequestHandler> Upstream<H> {
         served: watch::Receiver<BTreeSet<String>>,
         metrics: Metrics,
         stop: watch::Receiver<bool>,
-    ) -> Self {
+    ) -> (Self, JoinHandle<()>) {
         let inner = Arc::new(Inner {
             config,
             handler,
@@ -107,8 +108,8 @@ impl<H: ServerRequestHandler> Upstream<H> {
             preferred: AtomicU64::new(0),
             metrics,
         });
-        tokio::spawn(supervise(inner.clone(), endpoints, stop));
-        Self { inner }
+        let supervisor = tokio::spawn(supervise(inner.clone(), endpoints, stop));
+        (Self { inner }, supervisor)
     }
 
     /// Whether a registered connection serves every resource the application declared.
@@ -228,10 +229,10 @@ async fn supervise<H: ServerRequestHandler>(
     mut endpoints: watch::Receiver<Vec<Endpoint>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut links: HashMap<Endpoint, watch::Sender<bool>> = HashMap::new();
+    let mut links: HashMap<Endpoint, (watch::Sender<bool>, JoinHandle<()>)> = HashMap::new();
     loop {
         let wanted: Vec<Endpoint> = endpoints.borrow_and_update().clone();
-        links.retain(|endpoint, stop_link| {
+        links.retain(|endpoint, (stop_link, _)| {
             let keep = wanted.contains(endpoint);
             if !keep {
                 tracing::info!(coordinator = %endpoint.addr, "coordinator removed");
@@ -242,8 +243,8 @@ async fn supervise<H: ServerRequestHandler>(
         for endpoint in wanted {
             if let Entry::Vacant(slot) = links.entry(endpoint) {
                 let (stop_link, stopped) = watch::channel(false);
-                tokio::spawn(link::run(inner.clone(), slot.key().clone(), stopped));
-                slot.insert(stop_link);
+                let task = tokio::spawn(link::run(inner.clone(), slot.key().clone(), stopped));
+                slot.insert((stop_link, task));
             }
         }
         tokio::select! {
@@ -251,8 +252,9 @@ async fn supervise<H: ServerRequestHandler>(
             _ = crate::until_stopped(&mut stop) => break,
         }
     }
-    for stop_link in links.values() {
+    for (stop_link, task) in links.into_values() {
         stop_link.send_replace(true);
+        let _ = task.await;
     }
 }
 
