@@ -31,17 +31,19 @@ pub struct LogArgs {
     log_format: LogFormat,
 
     /// Which events to log: a level (`debug`) or `tracing` filter directives
-    /// (`info,txmesh_seata=trace`).
-    #[arg(long, global = true, env = "TXMESH_LOG", default_value = "info")]
-    log_level: String,
+    /// (`info,txmesh_seata=trace`) [default: info; error for `txmesh demo`, whose own output
+    /// is the point].
+    #[arg(long, global = true, env = "TXMESH_LOG")]
+    log_level: Option<String>,
 }
 
 impl LogArgs {
-    /// Installs the global subscriber.
-    pub fn init(&self) -> anyhow::Result<()> {
+    /// Installs the global subscriber; `default_level` applies without `--log-level`.
+    pub fn init(&self, default_level: &str) -> anyhow::Result<()> {
+        let level = self.log_level.as_deref().unwrap_or(default_level);
         // Not `context`: the filter's error repeats its cause in its own message.
-        let filter = EnvFilter::try_new(&self.log_level)
-            .map_err(|error| anyhow!("invalid --log-level {:?}: {error}", self.log_level))?;
+        let filter = EnvFilter::try_new(level)
+            .map_err(|error| anyhow!("invalid --log-level {level:?}: {error}"))?;
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);

@@ -5,7 +5,9 @@
 
 mod bench;
 mod coordinator;
+mod demo;
 mod frame;
+mod local_cluster;
 mod logging;
 mod sidecar;
 mod signals;
@@ -34,6 +36,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the Seata-compatible transaction coordinator.
     Coordinator(Box<coordinator::CoordinatorArgs>),
+    /// Money transfers between two services on a local coordinator group, with a leader kill.
+    Demo(demo::DemoArgs),
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
     #[command(subcommand)]
     Frame(frame::FrameCommand),
@@ -46,6 +50,7 @@ impl Command {
         match self {
             Command::Bench(command) => command.run(),
             Command::Coordinator(args) => args.run(),
+            Command::Demo(args) => args.run(),
             Command::Frame(command) => command.run(),
             Command::Sidecar(args) => args.run(),
         }
@@ -54,7 +59,11 @@ impl Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.log.init().and_then(|()| cli.command.run()) {
+    let default_level = match cli.command {
+        Command::Demo(_) => "error",
+        _ => "info",
+    };
+    match cli.log.init(default_level).and_then(|()| cli.command.run()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // If stderr itself is gone there is nowhere left to report to.

@@ -1,14 +1,13 @@
 //! `txmesh bench coordinator`: a Seata-protocol load generator. It starts its own coordinator
-//! as a child process (or loads one at `--addr`), runs transactions from many concurrent
-//! workers, and reports committed tx/s, latency percentiles and the coordinator's CPU time
-//! per transaction. Results: docs/benchmarks.md.
+//! group as child processes (or loads one at `--addr`), runs transactions from many concurrent
+//! workers, and reports committed tx/s, latency percentiles and the leader's CPU time per
+//! transaction. Results: docs/benchmarks.md.
 
-mod coordinator_process;
 mod cpu;
 mod interrupt;
 mod load;
 mod report;
-mod stats;
+pub(crate) mod stats;
 mod workload;
 
 use std::time::Duration;
@@ -16,7 +15,7 @@ use std::time::Duration;
 use anyhow::{Context, ensure};
 use clap::{Args, Subcommand};
 
-use coordinator_process::CoordinatorProcess;
+use crate::local_cluster::LocalCluster;
 use interrupt::Interrupt;
 use load::LoadPlan;
 use report::Report;
@@ -49,6 +48,12 @@ pub struct CoordinatorBenchArgs {
     /// Process id of the coordinator at --addr, to measure its CPU time.
     #[arg(long, requires = "addr")]
     coordinator_pid: Option<u32>,
+
+    /// Voters of the coordinator group started for the run (1 = a single node; 3 or 5 = a
+    /// Raft group on loopback, loaded through its leader).
+    #[arg(long, default_value_t = 1, conflicts_with = "addr",
+          value_parser = clap::value_parser!(u32).range(1..=9))]
+    nodes: u32,
 
     /// The transactions: begin + commit, 2 TCC branches, or 2 AT branches with row locks.
     #[arg(long, value_enum, default_value_t = Workload::Tcc)]
@@ -111,23 +116,28 @@ impl CoordinatorBenchArgs {
 
     async fn measure(self) -> anyhow::Result<Report> {
         let mut interrupt = Interrupt::listen();
-        let own_coordinator = match self.addr {
+        let own_cluster = match self.addr {
             Some(_) => None,
             None => Some(
                 interrupt
-                    .unless_interrupted(CoordinatorProcess::start())
+                    .unless_interrupted(LocalCluster::start(
+                        self.nodes as usize,
+                        "txmesh-bench-",
+                        "warn",
+                    ))
                     .await?,
             ),
         };
+        let (addr, coordinator_pid) = match &own_cluster {
+            Some(cluster) => {
+                let leader = interrupt.unless_interrupted(leader_of(cluster)).await?;
+                (leader.seata_addr.to_string(), leader.pid())
+            }
+            None => (self.addr.unwrap_or_default(), self.coordinator_pid),
+        };
         let plan = LoadPlan {
-            addr: match &own_coordinator {
-                Some(child) => child.seata_addr().to_string(),
-                None => self.addr.unwrap_or_default(),
-            },
-            coordinator_pid: own_coordinator
-                .as_ref()
-                .map(CoordinatorProcess::pid)
-                .or(self.coordinator_pid),
+            addr,
+            coordinator_pid,
             workload: self.workload,
             rows: self.rows,
             connections: self.connections,
@@ -138,10 +148,19 @@ impl CoordinatorBenchArgs {
         };
         let measurement = load::run(&plan, &mut interrupt).await?;
         // Killed and reaped before anything is printed.
-        drop(own_coordinator);
+        drop(own_cluster);
         Ok(Report::new(&plan, &measurement))
     }
 }
+
+/// The node leading `cluster`, once one is elected.
+async fn leader_of(cluster: &LocalCluster) -> anyhow::Result<&crate::local_cluster::LocalNode> {
+    let (id, _) = cluster.wait_for_leader(0, LEADER_TIMEOUT).await?;
+    cluster.node(id)
+}
+
+/// How long a started group may take to elect a leader.
+const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,344 @@
+//! Coordinators on this machine, for `txmesh bench` and `txmesh demo`: this same binary run
+//! as `txmesh coordinator` in child processes, on free loopback ports, each with a data
+//! directory under one temporary directory. Durability is as in production: the Raft log is
+//! fsynced before any answer. A node can be killed (SIGKILL) and restarted on its data.
+
+use std::fs::OpenOptions;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+use tempfile::TempDir;
+
+/// How long a child may take to open its Seata port.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_POLL: Duration = Duration::from_millis(50);
+/// Lines of a child's log quoted when it fails to start.
+const LOG_TAIL_LINES: usize = 20;
+const LEADER_POLL: Duration = Duration::from_millis(20);
+/// How long a status request to a node's admin port may take.
+const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// One coordinator of the cluster.
+#[derive(Debug)]
+pub struct LocalNode {
+    /// Its Raft node id (1, 2, …).
+    pub id: u64,
+    /// Where it serves Seata RPC.
+    pub seata_addr: SocketAddr,
+    /// Where it serves health, metrics and the admin API.
+    pub http_addr: SocketAddr,
+    raft_addr: SocketAddr,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl LocalNode {
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+}
+
+/// A running group of child coordinators. Dropping it kills and reaps every child, then
+/// removes the data directories (unless [`LocalCluster::keep`] was called).
+#[derive(Debug)]
+pub struct LocalCluster {
+    nodes: Vec<LocalNode>,
+    log_level: String,
+    /// Declared last so that it is removed after the children are gone.
+    dir: Option<TempDir>,
+}
+
+/// What a node says about the group (`GET /api/v1/cluster`).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeView {
+    state: String,
+    term: u64,
+}
+
+impl LocalCluster {
+    /// Starts `size` voters (ids 1..=size) logging at `log_level`, and waits until each
+    /// listens. Node 1 initializes the group.
+    pub async fn start(size: usize, prefix: &str, log_level: &str) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .context("cannot create a temporary data directory")?;
+        let addrs = free_local_addrs(3 * size)?;
+        let nodes = addrs
+            .chunks(3)
+            .zip(1..)
+            .map(|(ports, id)| LocalNode {
+                id,
+                seata_addr: ports[0],
+                http_addr: ports[1],
+                raft_addr: ports[2],
+                data_dir: dir.path().join(format!("node-{id}")),
+                log_path: dir.path().join(format!("node-{id}.log")),
+                child: None,
+            })
+            .collect();
+        let mut cluster = Self {
+            nodes,
+            log_level: log_level.to_owned(),
+            dir: Some(dir),
+        };
+        for index in 0..cluster.nodes.len() {
+            cluster.spawn(index)?;
+        }
+        for index in 0..cluster.nodes.len() {
+            cluster.wait_until_listening(index).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Every node's Seata address.
+    pub fn seata_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().map(|node| node.seata_addr).collect()
+    }
+
+    /// The temporary directory holding the data and the logs.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_ref().map(TempDir::path)
+    }
+
+    /// Kills node `id` with SIGKILL, as a crash would, and reaps it.
+    pub fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        let node = self.node_mut(id)?;
+        let mut child = node.child.take().context("the node is not running")?;
+        child.kill().context("cannot kill the coordinator")?;
+        child.wait().context("cannot reap the coordinator")?;
+        Ok(())
+    }
+
+    /// Starts node `id` again on its data directory and waits until it listens.
+    pub async fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        let index = self.index_of(id)?;
+        if self.nodes[index].child.is_some() {
+            bail!("node {id} is running");
+        }
+        self.spawn(index)?;
+        self.wait_until_listening(index).await
+    }
+
+    /// The leader and its term, as the running nodes report them: the node that says it
+    /// leads, in the highest term any node reports (a deposed leader may not know yet).
+    pub async fn leader(&self) -> Option<(u64, u64)> {
+        let mut views = Vec::new();
+        for node in self.nodes.iter().filter(|node| node.child.is_some()) {
+            let addr = node.http_addr;
+            let view = tokio::task::spawn_blocking(move || node_view(addr)).await;
+            if let Ok(Ok(view)) = view {
+                views.push((node.id, view));
+            }
+        }
+        let term = views.iter().map(|(_, view)| view.term).max()?;
+        views
+            .into_iter()
+            .find(|(_, view)| view.term == term && view.state == "leader")
+            .map(|(id, view)| (id, view.term))
+    }
+
+    /// Waits until a node leads in a term above `term` (0: any term); its id and term.
+    pub async fn wait_for_leader(
+        &self,
+        term: u64,
+        timeout: Duration,
+    ) -> anyhow::Result<(u64, u64)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some((id, leader_term)) = self.leader().await
+                && leader_term > term
+            {
+                return Ok((id, leader_term));
+            }
+            if Instant::now() >= deadline {
+                bail!("no coordinator became leader within {timeout:?}");
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
+    /// The node with id `id`.
+    pub fn node(&self, id: u64) -> anyhow::Result<&LocalNode> {
+        Ok(&self.nodes[self.index_of(id)?])
+    }
+
+    /// Leaves the children running and their data in place when the cluster is dropped;
+    /// returns the directory.
+    pub fn keep(&mut self) -> Option<PathBuf> {
+        self.nodes
+            .iter_mut()
+            .for_each(|node| drop(node.child.take()));
+        self.dir.take().map(TempDir::keep)
+    }
+
+    fn node_mut(&mut self, id: u64) -> anyhow::Result<&mut LocalNode> {
+        let index = self.index_of(id)?;
+        Ok(&mut self.nodes[index])
+    }
+
+    fn index_of(&self, id: u64) -> anyhow::Result<usize> {
+        self.nodes
+            .iter()
+            .position(|node| node.id == id)
+            .with_context(|| format!("no node {id}"))
+    }
+
+    fn peers(&self) -> String {
+        let peers: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|node| format!("{}={}", node.id, node.raft_addr))
+            .collect();
+        peers.join(",")
+    }
+
+    fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
+        let peers = self.peers();
+        let node = &mut self.nodes[index];
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log_path)
+            .with_context(|| format!("cannot open {}", node.log_path.display()))?;
+        let exe = std::env::current_exe().context("cannot find this program's path")?;
+        let mut command = Command::new(exe);
+        command
+            .args(["--log-level", &self.log_level, "coordinator", "--data-dir"])
+            .arg(&node.data_dir)
+            .args(["--node-id", &node.id.to_string()])
+            .args(["--seata-addr", &node.seata_addr.to_string()])
+            .args(["--http-addr", &node.http_addr.to_string()])
+            .args(["--raft-addr", &node.raft_addr.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        if self.nodes.len() > 1 {
+            command.args(["--peers", &peers]);
+        }
+        // A private cluster: settings meant for a real one (peers, config file, node id)
+        // must not leak in from this environment.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("TXMESH_") {
+                command.env_remove(name);
+            }
+        }
+        // Its own process group: a terminal's Ctrl-C reaches only this program, which then
+        // stops its own work first and the coordinators last.
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let node = &mut self.nodes[index];
+        node.child = Some(
+            command
+                .spawn()
+                .context("cannot start a coordinator process")?,
+        );
+        Ok(())
+    }
+
+    async fn wait_until_listening(&mut self, index: usize) -> anyhow::Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        let node = &mut self.nodes[index];
+        loop {
+            let child = node.child.as_mut().context("the node is not running")?;
+            if let Some(status) = child.try_wait().context("cannot watch a coordinator")? {
+                node.child = None;
+                bail!(
+                    "coordinator {} exited ({status}) before listening; its log ends with:\n{}",
+                    node.id,
+                    node.log_tail()
+                );
+            }
+            if tokio::net::TcpStream::connect(node.seata_addr)
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "coordinator {} did not listen on {} within {START_TIMEOUT:?}; its log ends with:\n{}",
+                    node.id,
+                    node.seata_addr,
+                    node.log_tail()
+                );
+            }
+            tokio::time::sleep(START_POLL).await;
+        }
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                // Errors mean it is already gone; waiting reaps it either way.
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+/// `GET /api/v1/cluster` over a plain HTTP/1.1 connection (the answer is small JSON).
+fn node_view(addr: SocketAddr) -> anyhow::Result<NodeView> {
+    let mut stream = TcpStream::connect_timeout(&addr, STATUS_TIMEOUT)?;
+    stream.set_read_timeout(Some(STATUS_TIMEOUT))?;
+    stream.set_write_timeout(Some(STATUS_TIMEOUT))?;
+    write!(
+        stream,
+        "GET /api/v1/cluster HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("not an HTTP response")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        bail!("{}", head.lines().next().unwrap_or_default());
+    }
+    Ok(serde_json::from_str(body)?)
+}
+
+/// Distinct free loopback addresses: all are bound at once (so no two are equal), then freed
+/// for the children to take.
+fn free_local_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find a free local port")?;
+    listeners
+        .iter()
+        .map(TcpListener::local_addr)
+        .collect::<Result<Vec<_>, _>>()
+        .context("cannot find a free local port")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn free_addresses_are_distinct_loopback_ports() {
+        let addrs = free_local_addrs(9).expect("free ports");
+        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() != 0));
+        assert_eq!(addrs.iter().collect::<HashSet<_>>().len(), 9);
+    }
+}
