@@ -208,13 +208,7 @@ impl Sidecar {
                 task.abort();
             }
         }
-        drop((self.handler, self.upstream));
-        // Connection tasks let go of the fence as they wind down; once they have, the data
-        // directory can be opened again (by a restart in the same process).
-        let deadline = Instant::now() + STOP_BOUND;
-        while Arc::strong_count(&self.fence) > 1 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.fence.close();
         tracing::info!("sidecar stopped");
     }
 }

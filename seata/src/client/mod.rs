@@ -10,7 +10,7 @@ mod writer;
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -171,6 +171,9 @@ pub(crate) enum Outbound {
 pub(crate) struct Shared {
     config: ClientConfig,
     next_id: AtomicI32,
+    /// MergedWarpMessage frames written, and the requests they carried.
+    merged_frames: AtomicU64,
+    merged_requests: AtomicU64,
     pending: Pending,
     dialect: RwLock<Dialect>,
     closed: watch::Sender<Option<CloseReason>>,
@@ -274,6 +277,8 @@ impl SeataClient {
         let (closed, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             next_id: AtomicI32::new(1),
+            merged_frames: AtomicU64::new(0),
+            merged_requests: AtomicU64::new(0),
             pending: Pending::default(),
             dialect: RwLock::new(Dialect::CURRENT),
             closed,
@@ -314,6 +319,15 @@ impl SeataClient {
     /// Why the connection ended, or `None` while it is up.
     pub fn close_reason(&self) -> Option<CloseReason> {
         self.shared.close_reason()
+    }
+
+    /// How many MergedWarpMessage frames this connection has written, and how many requests
+    /// they carried (their ratio is the mean batch size).
+    pub fn merged(&self) -> (u64, u64) {
+        (
+            self.shared.merged_frames.load(Ordering::Relaxed),
+            self.shared.merged_requests.load(Ordering::Relaxed),
+        )
     }
 
     /// Resolves as soon as the connection is gone, with the reason.

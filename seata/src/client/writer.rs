@@ -3,6 +3,7 @@
 //! One writer per socket also keeps frames from interleaving (spec P15).
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
@@ -125,9 +126,14 @@ impl Writer {
         let start = self.out.len();
         match frame.encode(&dialect, self.shared.config.max_frame_len, &mut self.out) {
             Ok(()) => {
-                self.shared
+                let shared = &self.shared;
+                shared.merged_frames.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .merged_requests
+                    .fetch_add(ids.len() as u64, Ordering::Relaxed);
+                shared
                     .pending
-                    .insert_merged(outer, ids, self.shared.config.request_timeout)
+                    .insert_merged(outer, ids, shared.config.request_timeout)
             }
             Err(error) => {
                 // Too big together (or one is unencodable): send them one by one, so each

@@ -277,6 +277,12 @@ impl Fence {
         }
     }
 
+    /// Closes the database (at shutdown, so a restart in the same process can open it);
+    /// later calls fail with [`FenceError::Closed`].
+    pub fn close(&self) {
+        self.store.close();
+    }
+
     /// The records of `xid`'s branches.
     pub fn records(&self, xid: &str) -> Result<Vec<(i64, Record)>, FenceError> {
         let mut records = self.store.scan_xid(xid)?;

@@ -3,7 +3,7 @@
 //! all writes queued meanwhile durable with a single WAL fsync (group commit).
 
 use std::path::Path;
-use std::sync::{Arc, mpsc};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -121,11 +121,11 @@ struct Job {
     done: oneshot::Sender<Result<(), String>>,
 }
 
-/// The database and its writer thread.
+/// The database and its writer thread; [`Store::close`] (or dropping it) closes both.
 pub struct Store {
-    db: Arc<DB>,
-    writer: Option<mpsc::Sender<Job>>,
-    thread: Option<JoinHandle<()>>,
+    db: RwLock<Option<Arc<DB>>>,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Store {
@@ -149,15 +149,53 @@ impl Store {
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(Self {
-            db,
-            writer: Some(writer),
-            thread: Some(thread),
+            db: RwLock::new(Some(db)),
+            writer: Mutex::new(Some(writer)),
+            thread: Mutex::new(Some(thread)),
         })
+    }
+
+    fn db(&self) -> Result<Arc<DB>, FenceError> {
+        let db = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        db.clone().ok_or(FenceError::Closed)
+    }
+
+    fn send(&self, job: Job) -> Result<(), FenceError> {
+        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let writer = writer.as_ref().ok_or(FenceError::Closed)?;
+        writer.send(job).map_err(|_| FenceError::Closed)
+    }
+
+    /// Writes what is queued, then closes the database; later calls fail with `Closed`.
+    pub fn close(&self) {
+        // Closing the queue ends the writer once it has written what was queued.
+        drop(
+            self.writer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread
+            && thread.join().is_err()
+        {
+            tracing::error!("the fence writer thread panicked");
+        }
+        drop(
+            self.db
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
     }
 
     /// The record of a branch.
     pub fn get(&self, xid: &str, branch_id: i64) -> Result<Option<Record>, FenceError> {
-        let bytes = self.db.get(key(xid, branch_id)).map_err(read_error)?;
+        let bytes = self.db()?.get(key(xid, branch_id)).map_err(read_error)?;
         bytes.map(|b| decode(&b)).transpose()
     }
 
@@ -166,9 +204,8 @@ impl Store {
         let mut prefix = xid.as_bytes().to_vec();
         prefix.push(0);
         let mut records = Vec::new();
-        let iter = self
-            .db
-            .iterator(IteratorMode::From(&prefix, Direction::Forward));
+        let db = self.db()?;
+        let iter = db.iterator(IteratorMode::From(&prefix, Direction::Forward));
         for item in iter {
             let (k, v) = item.map_err(read_error)?;
             if !k.starts_with(&prefix) {
@@ -187,7 +224,8 @@ impl Store {
         expired: impl Fn(&Record) -> bool,
     ) -> Result<Vec<(String, i64)>, FenceError> {
         let mut keys = Vec::new();
-        for item in self.db.iterator(IteratorMode::Start) {
+        let db = self.db()?;
+        for item in db.iterator(IteratorMode::Start) {
             let (k, v) = item.map_err(read_error)?;
             let (Some((xid, branch_id)), Ok(record)) = (split_key(&k), decode(&v)) else {
                 continue;
@@ -209,10 +247,7 @@ impl Store {
             .map(|(xid, branch_id, record)| (key(xid, branch_id), record.map(Record::encode)))
             .collect();
         let (done, written) = oneshot::channel();
-        let writer = self.writer.as_ref().ok_or(FenceError::Closed)?;
-        writer
-            .send(Job { puts, done })
-            .map_err(|_| FenceError::Closed)?;
+        self.send(Job { puts, done })?;
         written
             .await
             .map_err(|_| FenceError::Closed)?
@@ -222,13 +257,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // Closing the queue ends the writer once it has written what was queued.
-        drop(self.writer.take());
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!("the fence writer thread panicked");
-        }
+        self.close();
     }
 }
 

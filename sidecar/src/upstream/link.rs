@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 use txmesh_seata::Message;
@@ -98,24 +99,49 @@ async fn hold<H: ServerRequestHandler>(
     served: &mut watch::Receiver<BTreeSet<String>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Held {
-    loop {
+    let mut batches = BatchCounter::default();
+    let mut tick = tokio::time::interval(BATCH_METRICS_EVERY);
+    let held = loop {
         tokio::select! {
-            reason = client.closed() => return Held::Lost(reason.to_string()),
-            _ = crate::until_stopped(stop) => return Held::Stopped,
+            reason = client.closed() => break Held::Lost(reason.to_string()),
+            _ = crate::until_stopped(stop) => break Held::Stopped,
+            _ = tick.tick() => batches.record(inner, client),
             changed = served.changed() => {
                 if changed.is_err() {
-                    return Held::Stopped;
+                    break Held::Stopped;
                 }
                 let now = served.borrow_and_update().clone();
                 if let Err(error) = reregister(inner, client, &registered, &now).await {
                     client.close();
-                    return Held::Lost(format!("re-registration failed: {error}"));
+                    break Held::Lost(format!("re-registration failed: {error}"));
                 }
                 tracing::info!(peer = %client.peer_addr(), resources = ?now, "resources re-registered");
                 registered = now.clone();
                 inner.set_resources(session, now);
             }
         }
+    };
+    batches.record(inner, client);
+    held
+}
+
+/// How often a connection's batching counters are added to the metrics.
+const BATCH_METRICS_EVERY: Duration = Duration::from_secs(1);
+
+/// What a connection had merged when last recorded.
+#[derive(Default)]
+struct BatchCounter {
+    frames: u64,
+    requests: u64,
+}
+
+impl BatchCounter {
+    fn record<H>(&mut self, inner: &Inner<H>, client: &SeataClient) {
+        let (frames, requests) = client.merged();
+        inner
+            .metrics
+            .batched(frames - self.frames, requests - self.requests);
+        (self.frames, self.requests) = (frames, requests);
     }
 }
 
