@@ -10,9 +10,10 @@ FUZZ_CORPUS := fuzz/corpus/$(FUZZ_TARGET)
 RUSTFMT_COLOR := $(if $(filter never,$(CARGO_TERM_COLOR)),never,auto)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-libclang test lint fmt-check clippy build bench fuzz fuzz-corpus clean
+.PHONY: help deps deps-libclang demo test lint fmt-check clippy build bench fuzz fuzz-corpus clean
 
 help:
+	@echo 'make demo    deps, then build in release mode and run txmesh demo (DEMO_ARGS=...)'
 	@echo 'make deps    install the system packages the build needs (libclang), if missing'
 	@echo 'make test    deps, then cargo fmt --check, clippy -D warnings, cargo test'
 	@echo 'make lint    cargo fmt --check and clippy -D warnings'
@@ -61,6 +62,12 @@ deps-libclang:
 
 # ---------------------------------------------------------------------------------------------
 # Build, check, test.
+
+# The README's first command: transfers on a local coordinator group with a leader kill.
+# `make demo DEMO_ARGS='--transfers 10000 --keep'`; `txmesh demo --help` lists the options.
+DEMO_ARGS ?=
+demo: deps
+	$(CARGO) run --release -p txmesh -- demo $(DEMO_ARGS)
 
 test: deps lint
 	$(CARGO) test --workspace
