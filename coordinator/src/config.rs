@@ -223,9 +223,12 @@ impl Default for RecoveryTuning {
 pub struct RaftTuning {
     /// Leader heartbeat period.
     pub heartbeat_ms: u64,
-    /// Election timeout, lower bound.
+    /// Election timeout, lower bound (each node draws its timeout once, between the bounds).
     pub election_timeout_min_ms: u64,
-    /// Election timeout, upper bound.
+    /// Election timeout, upper bound. It is also openraft's leader lease: a follower that has
+    /// heard from a leader waits this long, plus its own timeout, before it campaigns. A dead
+    /// leader is therefore replaced after `max + [min, max]`, which the defaults keep under
+    /// one second.
     pub election_timeout_max_ms: u64,
     /// Take a snapshot (and compact the log) after this many entries.
     pub snapshot_every_entries: u64,
@@ -243,9 +246,9 @@ pub struct RaftTuning {
 impl Default for RaftTuning {
     fn default() -> Self {
         Self {
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
+            heartbeat_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             snapshot_every_entries: 20_000,
             max_commands_per_entry: 1_024,
             group: "default".into(),
