@@ -3,25 +3,19 @@
 //! directory under one temporary directory. Durability is as in production: the Raft log is
 //! fsynced before any answer. A node can be killed (SIGKILL) and restarted on its data.
 
-use std::fs::OpenOptions;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use serde::Deserialize;
 use tempfile::TempDir;
 
-/// How long a child may take to open its Seata port.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
-const START_POLL: Duration = Duration::from_millis(50);
-/// Lines of a child's log quoted when it fails to start.
-const LOG_TAIL_LINES: usize = 20;
+use crate::child;
+
 const LEADER_POLL: Duration = Duration::from_millis(20);
-/// How long a status request to a node's admin port may take.
-const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// One coordinator of the cluster.
 #[derive(Debug)]
@@ -42,12 +36,6 @@ impl LocalNode {
     /// The process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 }
 
@@ -77,7 +65,7 @@ impl LocalCluster {
             .prefix(prefix)
             .tempdir()
             .context("cannot create a temporary data directory")?;
-        let addrs = free_local_addrs(3 * size)?;
+        let addrs = child::free_local_addrs(3 * size)?;
         let nodes = addrs
             .chunks(3)
             .zip(1..)
@@ -209,136 +197,59 @@ impl LocalCluster {
 
     fn spawn(&mut self, index: usize) -> anyhow::Result<()> {
         let peers = self.peers();
+        let several = self.nodes.len() > 1;
         let node = &mut self.nodes[index];
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&node.log_path)
-            .with_context(|| format!("cannot open {}", node.log_path.display()))?;
-        let exe = std::env::current_exe().context("cannot find this program's path")?;
-        let mut command = Command::new(exe);
-        command
-            .args(["--log-level", &self.log_level, "coordinator", "--data-dir"])
-            .arg(&node.data_dir)
-            .args(["--node-id", &node.id.to_string()])
-            .args(["--seata-addr", &node.seata_addr.to_string()])
-            .args(["--http-addr", &node.http_addr.to_string()])
-            .args(["--raft-addr", &node.raft_addr.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log);
-        if self.nodes.len() > 1 {
-            command.args(["--peers", &peers]);
+        let mut args: Vec<OsString> = vec![
+            "--log-level".into(),
+            self.log_level.clone().into(),
+            "coordinator".into(),
+            "--data-dir".into(),
+            node.data_dir.clone().into(),
+        ];
+        for (flag, value) in [
+            ("--node-id", node.id.to_string()),
+            ("--seata-addr", node.seata_addr.to_string()),
+            ("--http-addr", node.http_addr.to_string()),
+            ("--raft-addr", node.raft_addr.to_string()),
+        ] {
+            args.extend([flag.into(), value.into()]);
         }
-        // A private cluster: settings meant for a real one (peers, config file, node id)
-        // must not leak in from this environment.
-        for (name, _) in std::env::vars_os() {
-            if name.to_string_lossy().starts_with("TXMESH_") {
-                command.env_remove(name);
-            }
+        if several {
+            args.extend(["--peers".into(), peers.into()]);
         }
-        // Its own process group: a terminal's Ctrl-C reaches only this program, which then
-        // stops its own work first and the coordinators last.
-        #[cfg(unix)]
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let node = &mut self.nodes[index];
-        node.child = Some(
-            command
-                .spawn()
-                .context("cannot start a coordinator process")?,
-        );
+        node.child = Some(child::spawn(args, &node.log_path)?);
         Ok(())
     }
 
     async fn wait_until_listening(&mut self, index: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
         let node = &mut self.nodes[index];
-        loop {
-            let child = node.child.as_mut().context("the node is not running")?;
-            if let Some(status) = child.try_wait().context("cannot watch a coordinator")? {
-                node.child = None;
-                bail!(
-                    "coordinator {} exited ({status}) before listening; its log ends with:\n{}",
-                    node.id,
-                    node.log_tail()
-                );
+        let what = format!("coordinator {}", node.id);
+        let child = node.child.as_mut().context("the node is not running")?;
+        let listening = child::wait_listening(child, node.seata_addr, &node.log_path, &what).await;
+        if listening.is_err() {
+            if let Some(running) = node.child.take() {
+                child::kill(running);
             }
-            if tokio::net::TcpStream::connect(node.seata_addr)
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "coordinator {} did not listen on {} within {START_TIMEOUT:?}; its log ends with:\n{}",
-                    node.id,
-                    node.seata_addr,
-                    node.log_tail()
-                );
-            }
-            tokio::time::sleep(START_POLL).await;
         }
+        listening
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
         for node in &mut self.nodes {
-            if let Some(mut child) = node.child.take() {
-                // Errors mean it is already gone; waiting reaps it either way.
-                let _ = child.kill();
-                let _ = child.wait();
+            if let Some(running) = node.child.take() {
+                child::kill(running);
             }
         }
     }
 }
 
-/// `GET /api/v1/cluster` over a plain HTTP/1.1 connection (the answer is small JSON).
+/// `GET /api/v1/cluster` (the answer is small JSON).
 fn node_view(addr: SocketAddr) -> anyhow::Result<NodeView> {
-    let mut stream = TcpStream::connect_timeout(&addr, STATUS_TIMEOUT)?;
-    stream.set_read_timeout(Some(STATUS_TIMEOUT))?;
-    stream.set_write_timeout(Some(STATUS_TIMEOUT))?;
-    write!(
-        stream,
-        "GET /api/v1/cluster HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("not an HTTP response")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        bail!("{}", head.lines().next().unwrap_or_default());
+    let (status, body) = child::http_get(addr, "/api/v1/cluster")?;
+    if status != 200 {
+        bail!("GET /api/v1/cluster answered {status}");
     }
-    Ok(serde_json::from_str(body)?)
-}
-
-/// Distinct free loopback addresses: all are bound at once (so no two are equal), then freed
-/// for the children to take.
-fn free_local_addrs(count: usize) -> anyhow::Result<Vec<SocketAddr>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind("127.0.0.1:0"))
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free local port")?;
-    listeners
-        .iter()
-        .map(TcpListener::local_addr)
-        .collect::<Result<Vec<_>, _>>()
-        .context("cannot find a free local port")
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashSet;
-
-    use super::*;
-
-    #[test]
-    fn free_addresses_are_distinct_loopback_ports() {
-        let addrs = free_local_addrs(9).expect("free ports");
-        assert!(addrs.iter().all(|a| a.ip().is_loopback() && a.port() != 0));
-        assert_eq!(addrs.iter().collect::<HashSet<_>>().len(), 9);
-    }
+    Ok(serde_json::from_str(&body)?)
 }

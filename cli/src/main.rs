@@ -4,6 +4,7 @@
 //! Exit codes: 0 on success, 2 on any error (clap uses 2 for usage errors as well).
 
 mod bench;
+mod child;
 mod coordinator;
 mod demo;
 mod frame;

@@ -1,69 +1,34 @@
-//! `txmesh bench coordinator` as a binary: a short TCC run against the child coordinator it
-//! starts commits transactions without errors and leaves no coordinator process behind.
+//! `txmesh bench` as a binary: short runs against the coordinators (and the sidecar) they
+//! start commit transactions without errors and leave no child process behind.
 
-use std::io::Read;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
-/// Startup (leader election), one second of load and shutdown take a few seconds even in a
-/// debug build on a busy machine; beyond this the run is stuck.
+/// Startup (leader election), a second or two of load and shutdown take a few seconds even in
+/// a debug build on a busy machine; beyond this the run is stuck.
 const BOUND: Duration = Duration::from_secs(120);
 
-#[test]
-fn a_short_tcc_run_commits_and_reaps_its_coordinator() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_txmesh"))
-        .args([
-            "bench",
-            "coordinator",
-            "--workload",
-            "tcc",
-            "--duration",
-            "1",
-            "--warmup",
-            "0",
-            "--connections",
-            "1",
-            "--concurrency",
-            "4",
-            "--json",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("txmesh starts");
-    let deadline = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waits") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the benchmark did not finish within {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stdout)
-        .expect("stdout");
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)
-        .expect("stderr");
-    assert!(status.success(), "exit {status}; stderr:\n{stderr}");
+fn bench_json(args: &[&str]) -> Value {
+    let mut all = vec!["bench"];
+    all.extend_from_slice(args);
+    all.extend(["--duration", "1", "--warmup", "0", "--json"]);
+    let run = common::txmesh(&all, BOUND);
+    assert!(
+        run.status.success(),
+        "exit {}; stderr:\n{}",
+        run.status,
+        run.stderr
+    );
+    serde_json::from_str(&run.stdout).expect("one JSON object")
+}
 
-    let report: Value = serde_json::from_str(&stdout).expect("one JSON object");
+/// A report's checks: something committed, nothing failed, the coordinator's CPU measured and
+/// its process gone.
+fn assert_clean_run(report: &Value) {
     assert_eq!(report["workload"], "tcc");
     assert!(
         report["committed"].as_u64().expect("committed") > 0,
@@ -80,4 +45,36 @@ fn a_short_tcc_run_commits_and_reaps_its_coordinator() {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the child coordinator {pid} is still there"
     );
+}
+
+#[test]
+fn a_short_tcc_run_commits_and_reaps_its_coordinator() {
+    let report = bench_json(&[
+        "coordinator",
+        "--workload",
+        "tcc",
+        "--connections",
+        "1",
+        "--concurrency",
+        "4",
+    ]);
+    assert_clean_run(&report);
+}
+
+#[test]
+fn the_sidecar_bench_runs_both_paths_and_measures_the_sidecar() {
+    let report = bench_json(&["sidecar", "--concurrency", "4"]);
+    assert_clean_run(&report["direct"]);
+    assert_clean_run(&report["via_sidecar"]);
+    assert!(
+        report["via_sidecar"]["sidecar_cpu_ms_per_tx"]
+            .as_f64()
+            .is_some(),
+        "{report}"
+    );
+    assert!(
+        report["direct"]["sidecar_cpu_ms_per_tx"].is_null(),
+        "{report}"
+    );
+    assert!(report["added_ms"]["p50"].as_f64().is_some(), "{report}");
 }

@@ -2,53 +2,20 @@
 //! holding and exit code 0; made to fail (a service that credits twice) it reports the broken
 //! invariant and exits non-zero. Either way it leaves no coordinator or data behind.
 
-use std::io::Read;
+mod common;
+
 use std::path::Path;
-use std::process::{Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::Run;
 
 /// Three coordinators' startup, an election after the kill, a restart and a few hundred
 /// transfers take seconds even in a debug build on a busy machine; beyond this it is stuck.
 const BOUND: Duration = Duration::from_secs(180);
 
-struct Run {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-}
-
 fn demo(args: &[&str]) -> Run {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_txmesh"))
-        .arg("demo")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("txmesh starts");
-    let deadline = Instant::now() + BOUND;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waits") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the demo did not finish within {BOUND:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let mut run = Run {
-        status,
-        stdout: String::new(),
-        stderr: String::new(),
-    };
-    let pipe = |from: Option<&mut dyn Read>, into: &mut String| {
-        from.expect("piped").read_to_string(into).expect("readable");
-    };
-    pipe(child.stdout.as_mut().map(|p| p as _), &mut run.stdout);
-    pipe(child.stderr.as_mut().map(|p| p as _), &mut run.stderr);
-    run
+    let args: Vec<&str> = ["demo"].iter().chain(args).copied().collect();
+    common::txmesh(&args, BOUND)
 }
 
 /// The temporary directory the demo announced; it must be gone once the demo has exited.

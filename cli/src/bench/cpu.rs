@@ -13,6 +13,8 @@ const DEFAULT_TICKS_PER_SECOND: u64 = 100;
 pub struct CpuUse {
     /// By the coordinator, when its process is known.
     pub coordinator: Option<Duration>,
+    /// By the sidecar, when one is measured.
+    pub sidecar: Option<Duration>,
     /// By this process (the load generator).
     pub load_generator: Duration,
 }
@@ -20,19 +22,20 @@ pub struct CpuUse {
 /// CPU counters read at the start of the measured interval.
 #[derive(Debug)]
 pub struct CpuMeter {
-    coordinator_pid: Option<u32>,
     ticks_per_second: u64,
-    coordinator_start: Option<u64>,
+    coordinator: Option<(u32, u64)>,
+    sidecar: Option<(u32, u64)>,
     load_generator_start: u64,
 }
 
 impl CpuMeter {
-    /// Reads the counters now; fails if the coordinator's process cannot be read.
-    pub fn start(coordinator_pid: Option<u32>) -> anyhow::Result<Self> {
+    /// Reads the counters now; fails if a given process cannot be read.
+    pub fn start(coordinator_pid: Option<u32>, sidecar_pid: Option<u32>) -> anyhow::Result<Self> {
+        let counters = |pid: u32| cpu_ticks(pid).map(|ticks| (pid, ticks));
         Ok(Self {
-            coordinator_pid,
             ticks_per_second: ticks_per_second(),
-            coordinator_start: coordinator_pid.map(cpu_ticks).transpose()?,
+            coordinator: coordinator_pid.map(counters).transpose()?,
+            sidecar: sidecar_pid.map(counters).transpose()?,
             load_generator_start: cpu_ticks(std::process::id())?,
         })
     }
@@ -43,12 +46,15 @@ impl CpuMeter {
             let ticks = now.saturating_sub(start);
             Duration::from_secs_f64(ticks as f64 / self.ticks_per_second as f64)
         };
-        let coordinator = match (self.coordinator_pid, self.coordinator_start) {
-            (Some(pid), Some(start)) => Some(since(start, cpu_ticks(pid)?)),
-            _ => None,
+        let used = |process: Option<(u32, u64)>| -> anyhow::Result<Option<Duration>> {
+            let Some((pid, start)) = process else {
+                return Ok(None);
+            };
+            Ok(Some(since(start, cpu_ticks(pid)?)))
         };
         Ok(CpuUse {
-            coordinator,
+            coordinator: used(self.coordinator)?,
+            sidecar: used(self.sidecar)?,
             load_generator: since(self.load_generator_start, cpu_ticks(std::process::id())?),
         })
     }
@@ -112,7 +118,7 @@ mod tests {
 
     #[test]
     fn measures_this_process() {
-        let meter = CpuMeter::start(Some(std::process::id())).expect("starts");
+        let meter = CpuMeter::start(Some(std::process::id()), None).expect("starts");
         // Burn CPU until a tick is accounted (bounded, as the machine may be busy).
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         let mut spins = 0u64;
@@ -130,6 +136,7 @@ mod tests {
     #[test]
     fn a_missing_process_is_an_error() {
         // Pids are below 2^22 on Linux.
-        assert!(CpuMeter::start(Some(u32::MAX)).is_err());
+        assert!(CpuMeter::start(Some(u32::MAX), None).is_err());
+        assert!(CpuMeter::start(None, Some(u32::MAX)).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! spread over them, each running one transaction after another through warm-up and the
 //! measured interval. Only transactions that finish inside the measured interval count.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,7 +14,7 @@ use txmesh_seata::client::{BatchConfig, ClientConfig, NoResources, SeataClient};
 use super::cpu::{CpuMeter, CpuUse};
 use super::interrupt::Interrupt;
 use super::stats::Tally;
-use super::workload::{End, InstantPhaseTwo, SplitMix64, Worker, Workload};
+use super::workload::{End, InstantPhaseTwo, Outcome, SplitMix64, Worker, Workload};
 
 /// How long a request may wait for its answer; longer counts as a `timeout` error.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -99,29 +100,62 @@ pub async fn run(plan: &LoadPlan, interrupt: &mut Interrupt) -> anyhow::Result<M
         .await?;
     let connections = interrupt.unless_interrupted(connect(plan)).await?;
 
-    let phase = Arc::new(SharedPhase(AtomicU8::new(Phase::WarmUp as u8)));
-    let mut workers = JoinSet::new();
     let seed = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    let tallies: Vec<Arc<Mutex<Tally>>> = (0..plan.concurrency)
+    let workers = (0..plan.concurrency)
         .map(|index| {
             let connection = &connections[index as usize % connections.len()];
-            let worker = Worker {
+            Worker {
                 tm: connection.tm.clone(),
                 rm: connection.rm.clone(),
                 workload: plan.workload,
                 rows: plan.rows,
                 random: SplitMix64::new(seed ^ u64::from(index)),
-            };
+            }
+        })
+        .collect();
+    let measured = measure(workers, plan, None, interrupt).await;
+    for connection in &connections {
+        connection.tm.close();
+        connection.rm.close();
+    }
+    measured
+}
+
+/// Runs one transaction after another: a worker of the load.
+pub trait TransactionRunner: Send + 'static {
+    /// Runs one transaction to its end.
+    fn run_transaction(&mut self) -> impl Future<Output = Outcome> + Send;
+}
+
+impl TransactionRunner for Worker {
+    fn run_transaction(&mut self) -> impl Future<Output = Outcome> + Send {
+        Worker::run_transaction(self)
+    }
+}
+
+/// Runs `workers` through `plan`'s warm-up and measured interval, measuring the CPU time of
+/// the coordinator and, when given, of a sidecar process.
+pub async fn measure<W: TransactionRunner>(
+    workers: Vec<W>,
+    plan: &LoadPlan,
+    sidecar_pid: Option<u32>,
+    interrupt: &mut Interrupt,
+) -> anyhow::Result<Measurement> {
+    let phase = Arc::new(SharedPhase(AtomicU8::new(Phase::WarmUp as u8)));
+    let mut running = JoinSet::new();
+    let tallies: Vec<Arc<Mutex<Tally>>> = workers
+        .into_iter()
+        .map(|worker| {
             let tally = Arc::new(Mutex::new(Tally::default()));
-            workers.spawn(work(worker, phase.clone(), tally.clone()));
+            running.spawn(work(worker, phase.clone(), tally.clone()));
             tally
         })
         .collect();
 
     let warmed_up = interrupt.sleep(plan.warmup).await;
-    let meter = CpuMeter::start(plan.coordinator_pid)?;
+    let meter = CpuMeter::start(plan.coordinator_pid, sidecar_pid)?;
     let started = Instant::now();
     let mut finished = false;
     if warmed_up {
@@ -137,13 +171,9 @@ pub async fn run(plan: &LoadPlan, interrupt: &mut Interrupt) -> anyhow::Result<M
     let cpu = meter.stop()?;
 
     // Transactions in flight end within the request timeout; what still hangs is abandoned.
-    let all_ended = async { while workers.join_next().await.is_some() {} };
+    let all_ended = async { while running.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(REQUEST_TIMEOUT + READY_POLL, all_ended).await;
-    workers.abort_all();
-    for connection in &connections {
-        connection.tm.close();
-        connection.rm.close();
-    }
+    running.abort_all();
     let mut tally = Tally::default();
     for worker_tally in &tallies {
         tally.merge(&worker_tally.lock().unwrap_or_else(PoisonError::into_inner));
@@ -157,7 +187,11 @@ pub async fn run(plan: &LoadPlan, interrupt: &mut Interrupt) -> anyhow::Result<M
 }
 
 /// Runs transactions until `Done`, counting those that finish while `Measuring`.
-async fn work(mut worker: Worker, phase: Arc<SharedPhase>, tally: Arc<Mutex<Tally>>) {
+async fn work<W: TransactionRunner>(
+    mut worker: W,
+    phase: Arc<SharedPhase>,
+    tally: Arc<Mutex<Tally>>,
+) {
     while phase.get() != Phase::Done {
         let started = Instant::now();
         let outcome = worker.run_transaction().await;

@@ -7,6 +7,7 @@ mod cpu;
 mod interrupt;
 mod load;
 mod report;
+mod sidecar;
 pub(crate) mod stats;
 mod workload;
 
@@ -26,6 +27,9 @@ use workload::Workload;
 pub enum BenchCommand {
     /// Load a coordinator with Seata transactions; report tx/s, latency and its CPU per tx.
     Coordinator(CoordinatorBenchArgs),
+    /// The same TCC transactions straight to the coordinator and through a sidecar: what the
+    /// sidecar adds in latency and CPU.
+    Sidecar(sidecar::SidecarBenchArgs),
 }
 
 impl BenchCommand {
@@ -33,6 +37,7 @@ impl BenchCommand {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             BenchCommand::Coordinator(args) => args.run(),
+            BenchCommand::Sidecar(args) => args.run(),
         }
     }
 }
@@ -176,8 +181,10 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<CoordinatorBenchArgs, clap::Error> {
         let cli = Cli::try_parse_from(["bench", "coordinator"].iter().chain(args))?;
-        let BenchCommand::Coordinator(args) = cli.bench;
-        Ok(args)
+        match cli.bench {
+            BenchCommand::Coordinator(args) => Ok(args),
+            BenchCommand::Sidecar(_) => unreachable!("parsed as the coordinator bench"),
+        }
     }
 
     #[test]

@@ -62,6 +62,12 @@ pub struct Report {
     pub coordinator_cpu_ms_per_tx: Option<f64>,
     /// Coordinator CPU time per second of the run: 1.0 is one core busy.
     pub coordinator_cpu_cores: Option<f64>,
+    /// Sidecar CPU time per committed transaction, in milliseconds (through a sidecar only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar_cpu_ms_per_tx: Option<f64>,
+    /// Sidecar CPU time per second of the run (through a sidecar only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sidecar_cpu_cores: Option<f64>,
     /// This load generator's CPU time per second of the run.
     pub load_generator_cpu_cores: f64,
 }
@@ -76,6 +82,10 @@ impl Report {
         let per_second = |value: f64| if seconds > 0.0 { value / seconds } else { 0.0 };
         let cores = |cpu: Duration| round(per_second(cpu.as_secs_f64()), 3);
         let ms = |us: u64| us as f64 / 1000.0;
+        let per_tx = |cpu: Option<Duration>| {
+            cpu.filter(|_| committed > 0)
+                .map(|cpu| round(cpu.as_secs_f64() * 1000.0 / committed as f64, 4))
+        };
         Self {
             workload: plan.workload,
             rows: (plan.workload == Workload::At).then_some(plan.rows),
@@ -98,12 +108,10 @@ impl Report {
             errors: tally.error_count(),
             error_kinds: tally.errors.clone(),
             coordinator_pid: plan.coordinator_pid,
-            coordinator_cpu_ms_per_tx: measurement
-                .cpu
-                .coordinator
-                .filter(|_| committed > 0)
-                .map(|cpu| round(cpu.as_secs_f64() * 1000.0 / committed as f64, 4)),
+            coordinator_cpu_ms_per_tx: per_tx(measurement.cpu.coordinator),
             coordinator_cpu_cores: measurement.cpu.coordinator.map(cores),
+            sidecar_cpu_ms_per_tx: per_tx(measurement.cpu.sidecar),
+            sidecar_cpu_cores: measurement.cpu.sidecar.map(cores),
             load_generator_cpu_cores: cores(measurement.cpu.load_generator),
         }
     }
@@ -126,7 +134,7 @@ impl fmt::Display for Report {
             Workload::At => format!("at (2 AT branches, rows {})", self.rows.unwrap_or(0)),
         };
         let latency = &self.latency_ms;
-        let rows = [
+        let mut rows = vec![
             ("workload", workload),
             ("connections", self.connections.to_string()),
             ("concurrency", self.concurrency.to_string()),
@@ -173,11 +181,15 @@ impl fmt::Display for Report {
                         .map(|cores| format!("{:.0} % of one core", cores * 100.0)),
                 ),
             ),
-            (
-                "load generator CPU",
-                format!("{:.0} % of one core", self.load_generator_cpu_cores * 100.0),
-            ),
         ];
+        if let (Some(per_tx), Some(cores)) = (self.sidecar_cpu_ms_per_tx, self.sidecar_cpu_cores) {
+            rows.push(("sidecar CPU per tx", format!("{:.1} µs", per_tx * 1000.0)));
+            rows.push(("sidecar CPU", format!("{:.0} % of one core", cores * 100.0)));
+        }
+        rows.push((
+            "load generator CPU",
+            format!("{:.0} % of one core", self.load_generator_cpu_cores * 100.0),
+        ));
         for (name, value) in rows {
             writeln!(f, "{name:<26}{value}")?;
         }
@@ -238,6 +250,7 @@ mod tests {
             elapsed: Duration::from_secs(2),
             cpu: CpuUse {
                 coordinator: coordinator_cpu,
+                sidecar: None,
                 load_generator: Duration::from_millis(500),
             },
             interrupted: false,
