@@ -6,6 +6,7 @@
 mod bench;
 mod child;
 mod coordinator;
+mod crd;
 mod demo;
 mod frame;
 mod local_cluster;
@@ -37,6 +38,8 @@ enum Command {
     Bench(bench::BenchCommand),
     /// Run the Seata-compatible transaction coordinator.
     Coordinator(Box<coordinator::CoordinatorArgs>),
+    /// Print the CustomResourceDefinitions of txmesh's resources (YAML).
+    Crd(crd::CrdArgs),
     /// Money transfers between two services on a local coordinator group, with a leader kill.
     Demo(demo::DemoArgs),
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
@@ -51,6 +54,7 @@ impl Command {
         match self {
             Command::Bench(command) => command.run(),
             Command::Coordinator(args) => args.run(),
+            Command::Crd(args) => args.run(),
             Command::Demo(args) => args.run(),
             Command::Frame(command) => command.run(),
             Command::Sidecar(args) => args.run(),
