@@ -6,19 +6,22 @@
 mod cpu;
 mod interrupt;
 mod load;
+mod plot;
 mod report;
 mod sidecar;
 pub(crate) mod stats;
 mod workload;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, ensure};
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 
 use crate::local_cluster::LocalCluster;
 use interrupt::Interrupt;
 use load::LoadPlan;
+use plot::Series;
 use report::Report;
 use workload::Workload;
 
@@ -88,7 +91,17 @@ pub struct CoordinatorBenchArgs {
     #[arg(long)]
     batch: bool,
 
-    /// Print one JSON object instead of a table.
+    /// Run once per concurrency level (e.g. `1,4,16,64,256`) instead of once at
+    /// --concurrency, one row each; connections are capped at the level.
+    #[arg(long, value_delimiter = ',', conflicts_with = "concurrency",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    sweep: Vec<u32>,
+
+    /// Write the sweep's latency-versus-throughput chart to this SVG file.
+    #[arg(long, requires = "sweep")]
+    plot: Option<PathBuf>,
+
+    /// Print JSON (one object; with --sweep an array) instead of a table.
     #[arg(long)]
     json: bool,
 }
@@ -97,7 +110,7 @@ impl CoordinatorBenchArgs {
     /// Checks what clap cannot check field by field.
     fn validate(&self) -> anyhow::Result<()> {
         ensure!(
-            self.concurrency >= self.connections,
+            !self.sweep.is_empty() || self.concurrency >= self.connections,
             "--concurrency ({}) must be at least --connections ({}): a connection without a \
              worker would stay idle",
             self.concurrency,
@@ -109,17 +122,45 @@ impl CoordinatorBenchArgs {
     fn run(self) -> anyhow::Result<()> {
         self.validate()?;
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        let json = self.json;
-        let report = runtime.block_on(self.measure())?;
-        if json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            print!("{report}");
+        let (json, sweeping, plot) = (self.json, !self.sweep.is_empty(), self.plot.clone());
+        let workload = self
+            .workload
+            .to_possible_value()
+            .map(|value| value.get_name().to_owned())
+            .unwrap_or_default();
+        let title = format!(
+            "txmesh bench coordinator --workload {workload} --nodes {}",
+            self.nodes
+        );
+        let reports = runtime.block_on(self.measure())?;
+        if let Some(path) = plot {
+            let series = Series {
+                label: title
+                    .trim_start_matches("txmesh bench coordinator ")
+                    .to_owned(),
+                points: reports.iter().map(Report::point).collect(),
+            };
+            std::fs::write(&path, plot::svg(&title, &[series]))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        match (json, sweeping) {
+            (true, true) => println!("{}", serde_json::to_string_pretty(&reports)?),
+            (true, false) => println!("{}", serde_json::to_string_pretty(&reports[0])?),
+            (false, true) => print!("{}", report::sweep_table(&reports)),
+            (false, false) => print!("{}", reports[0]),
         }
         Ok(())
     }
 
-    async fn measure(self) -> anyhow::Result<Report> {
+    /// The concurrency levels to measure.
+    fn levels(&self) -> Vec<u32> {
+        match self.sweep.is_empty() {
+            true => vec![self.concurrency],
+            false => self.sweep.clone(),
+        }
+    }
+
+    async fn measure(self) -> anyhow::Result<Vec<Report>> {
         let mut interrupt = Interrupt::listen();
         let own_cluster = match self.addr {
             Some(_) => None,
@@ -138,23 +179,30 @@ impl CoordinatorBenchArgs {
                 let leader = interrupt.unless_interrupted(leader_of(cluster)).await?;
                 (leader.seata_addr.to_string(), leader.pid())
             }
-            None => (self.addr.unwrap_or_default(), self.coordinator_pid),
+            None => (self.addr.clone().unwrap_or_default(), self.coordinator_pid),
         };
-        let plan = LoadPlan {
-            addr,
-            coordinator_pid,
-            workload: self.workload,
-            rows: self.rows,
-            connections: self.connections,
-            concurrency: self.concurrency,
-            batch: self.batch,
-            warmup: Duration::from_secs(self.warmup),
-            duration: Duration::from_secs(self.duration),
-        };
-        let measurement = load::run(&plan, &mut interrupt).await?;
+        let mut reports = Vec::new();
+        for concurrency in self.levels() {
+            let plan = LoadPlan {
+                addr: addr.clone(),
+                coordinator_pid,
+                workload: self.workload,
+                rows: self.rows,
+                connections: self.connections.min(concurrency),
+                concurrency,
+                batch: self.batch,
+                warmup: Duration::from_secs(self.warmup),
+                duration: Duration::from_secs(self.duration),
+            };
+            let measurement = load::run(&plan, &mut interrupt).await?;
+            reports.push(Report::new(&plan, &measurement));
+            if measurement.interrupted {
+                break;
+            }
+        }
         // Killed and reaped before anything is printed.
         drop(own_cluster);
-        Ok(Report::new(&plan, &measurement))
+        Ok(reports)
     }
 }
 

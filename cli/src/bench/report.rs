@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::load::{LoadPlan, Measurement};
+use super::plot::Point;
 use super::workload::Workload;
 
 /// Latency percentiles of the committed transactions, in milliseconds.
@@ -115,6 +116,43 @@ impl Report {
             load_generator_cpu_cores: cores(measurement.cpu.load_generator),
         }
     }
+}
+
+impl Report {
+    /// The run as a point of a latency-versus-throughput chart.
+    pub fn point(&self) -> Point {
+        Point {
+            concurrency: self.concurrency,
+            tx_per_s: self.tx_per_s,
+            p50_ms: self.latency_ms.p50,
+            p99_ms: self.latency_ms.p99,
+        }
+    }
+}
+
+/// A sweep's runs, a row per concurrency level.
+pub fn sweep_table(reports: &[Report]) -> String {
+    let mut out = format!(
+        "{:>11} {:>10} {:>9} {:>9} {:>9} {:>14} {:>7}\n",
+        "concurrency", "tx/s", "p50 ms", "p99 ms", "p999 ms", "coord CPU/tx", "errors"
+    );
+    for r in reports {
+        let cpu = or_na(
+            r.coordinator_cpu_ms_per_tx
+                .map(|ms| format!("{:.1} µs", ms * 1000.0)),
+        );
+        out.push_str(&format!(
+            "{:>11} {:>10.0} {:>9.3} {:>9.3} {:>9.3} {:>14} {:>7}\n",
+            r.concurrency,
+            r.tx_per_s,
+            r.latency_ms.p50,
+            r.latency_ms.p99,
+            r.latency_ms.p999,
+            cpu,
+            r.errors
+        ));
+    }
+    out
 }
 
 fn round(value: f64, decimals: i32) -> f64 {
