@@ -53,7 +53,7 @@ pub enum RunError {
 
 /// A running coordinator.
 pub struct Coordinator {
-    /// Whether the Seata server serves as leader.
+    /// Whether this node leads, so its Seata server serves transaction requests.
     serving: watch::Receiver<bool>,
     node: Arc<Node>,
     phase_two: Arc<PhaseTwo>,
@@ -87,13 +87,11 @@ impl Coordinator {
             config.xid_address(),
         ));
         let (stop, stopped) = watch::channel(false);
-        let (leading, leading_now) = watch::channel(false);
-        let serving = leading_now.clone();
+        let (leading, serving) = watch::channel(false);
         let ctx = Arc::new(ServerContext {
             tc,
             registry: registry.clone(),
             tuning: config.server.clone(),
-            leading: leading_now,
         });
         let membership = Arc::new(Membership::new(node.clone(), &config));
         let advertised = membership.advertised().clone();
@@ -157,7 +155,7 @@ impl Coordinator {
         &self.node
     }
 
-    /// Waits until this node leads and its Seata server accepts registrations.
+    /// Waits until this node leads and its Seata server serves transaction requests.
     pub async fn wait_until_leading(&self, timeout: Duration) -> bool {
         let mut serving = self.serving.clone();
         tokio::time::timeout(timeout, serving.wait_for(|leading| *leading))
@@ -226,7 +224,9 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Follows this node's role and publishes it to the Seata server. Each time this node starts
+/// Follows this node's role and publishes it to [`Coordinator::wait_until_leading`]. Client
+/// connections stay open across role changes: requests get a not-leader answer on followers,
+/// and a new leader reaches the RMs already registered with it. Each time this node starts
 /// leading a term (at start, after an election — even one it wins again), it resumes every
 /// transaction in phase two: the new leader decides nothing anew and forces no rollback. While
 /// leading, it also sweeps for phase-two work periodically, so no missed event strands one.

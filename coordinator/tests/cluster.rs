@@ -11,9 +11,15 @@ use std::time::Duration;
 use common::{BOUND, Body, Reply, begin, bounded, http, loopback_config, send};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+use tokio::sync::mpsc;
 use txmesh_coordinator::config::{Peer, RaftTuning};
 use txmesh_coordinator::{Coordinator, CoordinatorConfig};
-use txmesh_seata::client::{ClientConfig, NoResources, SeataClient};
+use txmesh_seata::client::{ClientConfig, NoResources, SeataClient, ServerRequestHandler};
+use txmesh_seata::message::{
+    BranchEndRequest, BranchEndResponse, BranchRegisterRequest, GlobalBeginRequest,
+    GlobalEndRequest, TxResult,
+};
+use txmesh_seata::{BranchStatus, BranchType, GlobalStatus, Message, TransactionExceptionCode};
 
 const TOKEN: &str = "cluster-token";
 /// How often a poll looks again.
@@ -204,6 +210,25 @@ impl Cluster {
             }
         })
         .await;
+    }
+}
+
+/// An RM that reports every BranchCommit it receives and commits it.
+struct CommitRecorder(mpsc::UnboundedSender<(String, i64)>);
+
+impl ServerRequestHandler for CommitRecorder {
+    async fn branch_commit(&self, request: BranchEndRequest) -> BranchEndResponse {
+        let _ = self.0.send((request.xid.clone(), request.branch_id));
+        BranchEndResponse {
+            result: TxResult::success(),
+            xid: request.xid,
+            branch_id: request.branch_id,
+            branch_status: BranchStatus::PhaseTwoCommitted,
+        }
+    }
+
+    async fn branch_rollback(&self, request: BranchEndRequest) -> BranchEndResponse {
+        panic!("no rollback expected: {request:?}")
     }
 }
 
@@ -562,4 +587,84 @@ async fn seata_clients_log_in_read_the_metadata_and_watch_the_term() {
     assert_eq!(bounded(pending).await.expect("watched").status, 200);
     let metadata = http(addr, "GET", "/metadata/v1/cluster", None).await.json();
     assert!(metadata["term"].as_u64() > Some(term));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rm_registered_on_a_follower_gets_phase_two_once_it_leads() {
+    let cluster = Cluster::of_three().await;
+    let follower = cluster.node(2).seata_addr().to_string();
+    // Seata's raft-mode clients register with every node; a follower accepts and keeps them.
+    let tm = cluster.tm(2).await;
+    let (commits, mut committed) = mpsc::unbounded_channel();
+    let config = ClientConfig {
+        application_id: "stock".into(),
+        ..ClientConfig::default()
+    };
+    let rm = SeataClient::connect(&follower, config, Arc::new(CommitRecorder(commits)))
+        .await
+        .expect("connects");
+    rm.register_rm(&["debit".to_owned()])
+        .await
+        .expect("a follower accepts the registration");
+    let on_follower = GlobalBeginRequest {
+        timeout: 60_000,
+        transaction_name: "transfer".into(),
+    };
+    match tm
+        .call(Message::GlobalBeginRequest(on_follower))
+        .await
+        .expect("answered")
+    {
+        Message::GlobalBeginResponse(r) => assert_eq!(
+            (r.result.is_success(), r.result.exception_code),
+            (false, TransactionExceptionCode::NotRaftLeader),
+            "a follower still serves no transaction"
+        ),
+        other => panic!("unexpected answer {other:?}"),
+    }
+
+    let transferred = cluster.transfer(1, 2).await;
+    assert_eq!(transferred.status, 200, "{}", transferred.body);
+    assert!(
+        cluster.node(2).wait_until_leading(BOUND).await,
+        "node 2 leads"
+    );
+    let xid = begin(&tm, 60_000).await;
+    let register = BranchRegisterRequest {
+        xid: xid.clone(),
+        branch_type: BranchType::Tcc,
+        resource_id: "debit".into(),
+        lock_key: String::new(),
+        application_data: String::new(),
+    };
+    let branch_id = match rm
+        .call(Message::BranchRegisterRequest(register))
+        .await
+        .expect("answered")
+    {
+        Message::BranchRegisterResponse(r) if r.result.is_success() => r.branch_id,
+        other => panic!("branch registration failed: {other:?}"),
+    };
+    let commit = GlobalEndRequest {
+        xid: xid.clone(),
+        extra_data: String::new(),
+    };
+    match tm
+        .call(Message::GlobalCommitRequest(commit))
+        .await
+        .expect("answered")
+    {
+        Message::GlobalCommitResponse(r) => {
+            assert_eq!(r.global_status, GlobalStatus::Committed, "{r:?}")
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+    let received = bounded(committed.recv())
+        .await
+        .expect("BranchCommit arrives");
+    assert_eq!(received, (xid, branch_id));
+    assert!(
+        rm.close_reason().is_none() && tm.close_reason().is_none(),
+        "both connections outlived the change of leader"
+    );
 }

@@ -1,6 +1,6 @@
-//! Seata clients that survive coordinator restarts and leader changes: a dead connection is
-//! replaced on next use by one to the first address (tried in turn) whose coordinator accepts
-//! the registration — only the leader does — as Seata SDKs do.
+//! Seata clients that survive coordinator restarts and leader changes: a dead connection, or
+//! one whose coordinator answered not-leader, is replaced on next use by a registered one to
+//! the next address that accepts it (every node does, as in Seata's raft mode).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -56,11 +56,13 @@ impl<H: ServerRequestHandler> Peer<H> {
         client.call(request).await.ok()
     }
 
-    /// Drops the current connection (its coordinator no longer leads).
+    /// Drops the current connection (its coordinator does not lead); the next one goes to
+    /// the next address.
     pub async fn reset(&self) {
         let mut current = self.current.lock().await;
         if let Some(client) = current.client.take() {
             client.close();
+            current.next += 1;
         }
     }
 

@@ -9,11 +9,14 @@ use tempfile::TempDir;
 use txmesh_e2e::CoordinatorProcess;
 use txmesh_e2e::Workload;
 use txmesh_seata::client::{ClientConfig, NoResources, SeataClient};
+use txmesh_seata::message::GlobalEndRequest;
+use txmesh_seata::{Message, TransactionExceptionCode};
 
 const KILLS: u64 = 4;
 const ELECTION_BOUND: Duration = Duration::from_secs(15);
 
-/// The node whose Seata server accepts a registration: only the leader's does.
+/// The node that serves transaction requests: every node accepts a registration, but
+/// followers answer requests with NotRaftLeader.
 async fn leader(nodes: &[CoordinatorProcess]) -> usize {
     let deadline = Instant::now() + ELECTION_BOUND;
     loop {
@@ -23,8 +26,11 @@ async fn leader(nodes: &[CoordinatorProcess]) -> usize {
                 SeataClient::connect(&addr, ClientConfig::default(), Arc::new(NoResources)).await
                 && client.register_tm().await.is_ok()
             {
+                let leads = serves_requests(&client).await;
                 client.close();
-                return index;
+                if leads {
+                    return index;
+                }
             }
         }
         assert!(
@@ -55,4 +61,19 @@ async fn killing_the_leader_loses_nothing_acknowledged() {
     running.stop().await;
     let report = workload.verify().await;
     assert!(report.transactions >= 20, "the workload ran: {report:?}");
+}
+
+/// Whether a status query is answered other than with NotRaftLeader.
+async fn serves_requests(client: &SeataClient) -> bool {
+    let probe = GlobalEndRequest {
+        xid: "127.0.0.1:1:1".into(),
+        extra_data: String::new(),
+    };
+    match client.call(Message::GlobalStatusRequest(probe)).await {
+        Ok(Message::GlobalStatusResponse(r)) => {
+            r.result.is_success()
+                || r.result.exception_code != TransactionExceptionCode::NotRaftLeader
+        }
+        _ => false,
+    }
 }

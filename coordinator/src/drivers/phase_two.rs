@@ -172,6 +172,10 @@ impl PhaseTwo {
     /// One pass: every remaining branch once, in order (AT-only commits all at once), then one
     /// record of every branch that ended, so a pass costs one replicated write.
     async fn pass(&self, tx_id: u64) -> Pass {
+        // RMs stay connected to a deposed leader; only the new one may drive them.
+        if !self.node.is_leader() {
+            return Pass::Stop(ProposeError::NotLeader { leader: None });
+        }
         let (xid, status, mut branches) = {
             let state = self.node.state.read();
             match state.tx.session(tx_id) {

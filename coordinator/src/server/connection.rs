@@ -94,15 +94,8 @@ impl Connection {
     ) {
         let idle = self.ctx.tuning.read_idle_timeout();
         let peer = self.shared().peer;
-        let mut leading = self.ctx.leading.clone();
         loop {
-            let next = tokio::select! {
-                next = tokio::time::timeout(idle, frames.next()) => next,
-                _ = leading.wait_for(|leading| !leading) => {
-                    return tracing::info!(%peer, "closing a connection: this node no longer leads");
-                }
-            };
-            match next {
+            match tokio::time::timeout(idle, frames.next()).await {
                 Err(_) => {
                     return tracing::info!(%peer, ?idle, "closing a connection idle beyond the read timeout");
                 }
@@ -198,13 +191,11 @@ impl Connection {
 
     /// Records who the peer is and which dialect it speaks. seata-go registers its TM oneway
     /// with empty extra data (spec P1); Java TMs always send `vgroup=`/`ip=`. A blank or
-    /// malformed version is refused, as Seata's version check does.
+    /// malformed version is refused, as Seata's version check does. Followers accept too, as
+    /// Seata's raft mode does (spec §4.5): registration is local to the connection, so a
+    /// follower that becomes leader can dispatch phase two to its RMs at once.
     fn register(&mut self, identity: &RegisterRequest, oneway: bool) -> bool {
         let peer = self.shared().peer;
-        if !*self.ctx.leading.borrow() {
-            tracing::debug!(%peer, "registration refused: not the leader");
-            return false;
-        }
         let Some(version) = identity.sdk_version() else {
             tracing::warn!(%peer, version = %identity.version, "registration refused: no valid SDK version");
             return false;

@@ -24,9 +24,6 @@ pub struct ServerContext {
     pub registry: Arc<RmRegistry>,
     /// Protocol tuning.
     pub tuning: ServerTuning,
-    /// Whether this node leads the group. Followers refuse registrations, and connections
-    /// close when leadership is lost, so clients reconnect until they find the leader.
-    pub leading: watch::Receiver<bool>,
 }
 
 /// Accepts connections until `shutdown` turns true.

@@ -51,7 +51,7 @@ pub(super) async fn run<H: ServerRequestHandler>(
                 }
             }
             Err(ClientError::RegistrationRefused(why)) => {
-                tracing::debug!(coordinator = %endpoint.addr, %why, "registration refused (not the leader?)");
+                tracing::warn!(coordinator = %endpoint.addr, %why, "registration refused");
             }
             Err(error) => {
                 tracing::debug!(coordinator = %endpoint.addr, %error, "cannot reach the coordinator");

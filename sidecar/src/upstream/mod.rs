@@ -1,10 +1,12 @@
 //! The coordinators, seen from the sidecar: one Seata connection per coordinator address,
 //! registered as TM and as RM for the resources the application serves (again whenever they
-//! change), reconnecting with jittered back-off. Requests go over a registered connection —
-//! the one whose coordinator an XID names if possible, else the one that answered last — and
-//! move to another when a coordinator says it is not the Raft leader. A request that was sent
-//! is never sent again: if its connection dies it fails at once with a retryable error, since
-//! it may or may not have been executed.
+//! change), reconnecting with jittered back-off. Every node accepts registrations, as in
+//! Seata's raft mode, so all connections stay up and a new leader reaches this sidecar's RMs
+//! at once. Requests go to the connection of the node that last served one (the leader), else
+//! the one an XID names, else any; a not-leader answer means the request was not executed, so
+//! it moves to another connection, and to all of them again shortly while an election runs.
+//! A request that was sent and got no answer is never sent again: if its connection dies it
+//! fails at once with a retryable error, since it may or may not have been executed.
 
 mod backoff;
 mod link;
@@ -43,7 +45,7 @@ pub enum UpstreamError {
 pub struct UpstreamConfig {
     /// Seata client settings of each connection.
     pub client: ClientConfig,
-    /// How long a request waits for a registered connection.
+    /// How long a request waits for a registered connection to a leader.
     pub ready_wait: Duration,
     /// First reconnect delay.
     pub reconnect_min: Duration,
@@ -68,8 +70,8 @@ struct Inner<H> {
     /// Bumped whenever `ready` changes.
     changed: watch::Sender<u64>,
     next_session: AtomicU64,
-    /// The session that answered last: most likely the leader.
-    preferred: AtomicU64,
+    /// The session whose node last served a request (0: unknown): most likely the leader.
+    leader: AtomicU64,
     metrics: Metrics,
 }
 
@@ -105,7 +107,7 @@ impl<H: ServerRequestHandler> Upstream<H> {
             ready: Mutex::default(),
             changed: watch::Sender::new(0),
             next_session: AtomicU64::new(1),
-            preferred: AtomicU64::new(0),
+            leader: AtomicU64::new(0),
             metrics,
         });
         let supervisor = tokio::spawn(supervise(inner.clone(), endpoints, stop));
@@ -140,7 +142,9 @@ impl<H: ServerRequestHandler> Upstream<H> {
     }
 
     /// Sends `request` and returns the coordinator's answer. `xid` (when the request is about
-    /// one) picks the coordinator that began it, if connected.
+    /// one) names the coordinator that began it: the first guess while no leader is known.
+    /// When every node answers not-leader until the wait ends, the last such answer is
+    /// returned.
     pub async fn call(
         &self,
         request: Message,
@@ -150,26 +154,38 @@ impl<H: ServerRequestHandler> Upstream<H> {
         let deadline = Instant::now() + wait;
         let mut changed = self.inner.changed.subscribe();
         let mut refused = Vec::new();
+        let mut not_leader = None;
         loop {
             changed.borrow_and_update();
             let Some((session, client)) = self.inner.pick(xid, &refused) else {
-                if tokio::time::timeout_at(deadline, changed.changed())
-                    .await
-                    .is_err()
-                {
-                    return Err(UpstreamError::NoCoordinator(wait));
+                if Instant::now() >= deadline {
+                    return not_leader.ok_or(UpstreamError::NoCoordinator(wait));
                 }
+                // With every node refusing, an election is under way: ask them all again soon.
+                let retry = match refused.is_empty() {
+                    true => deadline,
+                    false => (Instant::now() + LEADER_RETRY).min(deadline),
+                };
+                let _ = tokio::time::timeout_at(retry, changed.changed()).await;
+                refused.clear();
                 continue;
             };
             let answer = client.call(request.clone()).await?;
             if tx_result(&answer).is_some_and(is_not_leader) {
-                // Not executed: safe to send elsewhere. The connection is of no use now.
-                tracing::info!(peer = %client.peer_addr(), "coordinator is not the leader; trying another");
+                // Not executed: safe to send elsewhere. The connection stays, registered, for
+                // when its node leads.
+                tracing::debug!(peer = %client.peer_addr(), "coordinator is not the leader; trying another");
+                let _ = self.inner.leader.compare_exchange(
+                    session,
+                    0,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
                 refused.push(session);
-                client.close();
+                not_leader = Some(answer);
                 continue;
             }
-            self.inner.preferred.store(session, Ordering::Relaxed);
+            self.inner.leader.store(session, Ordering::Relaxed);
             return Ok(answer);
         }
     }
@@ -182,7 +198,7 @@ impl<H> Inner<H> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The connection for a request: the XID's coordinator, else the preferred, else any.
+    /// The connection for a request: the leader's, else the XID's coordinator, else any.
     fn pick(&self, xid: Option<&str>, refused: &[u64]) -> Option<(u64, SeataClient)> {
         let ready = self.ready();
         let usable = || {
@@ -190,10 +206,10 @@ impl<H> Inner<H> {
                 .iter()
                 .filter(|(s, r)| !refused.contains(s) && r.client.close_reason().is_none())
         };
-        let preferred = self.preferred.load(Ordering::Relaxed);
-        let by_xid = xid.and_then(|xid| usable().find(|(_, r)| r.endpoint.serves_xid(xid)));
-        by_xid
-            .or_else(|| usable().find(|(s, _)| **s == preferred))
+        let leader = self.leader.load(Ordering::Relaxed);
+        usable()
+            .find(|(s, _)| **s == leader)
+            .or_else(|| xid.and_then(|xid| usable().find(|(_, r)| r.endpoint.serves_xid(xid))))
             .or_else(|| usable().next())
             .map(|(s, r)| (*s, r.client.clone()))
     }
@@ -257,6 +273,9 @@ async fn supervise<H: ServerRequestHandler>(
         let _ = task.await;
     }
 }
+
+/// How soon a request asks every node again when all of them answered not-leader.
+const LEADER_RETRY: Duration = Duration::from_millis(20);
 
 /// The result header of a coordinator's answer.
 pub fn tx_result(answer: &Message) -> Option<&TxResult> {
