@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use txmesh_seata::client::BatchConfig;
+use txmesh_sidecar::discovery::endpoint_slices;
 use txmesh_sidecar::{CoordinatorSource, SidecarConfig};
 
 /// Options of `txmesh sidecar`.
@@ -31,10 +32,20 @@ pub struct SidecarArgs {
         long,
         env = "TXMESH_COORDINATORS",
         value_delimiter = ',',
-        required_unless_present = "coordinators_file",
-        conflicts_with = "coordinators_file"
+        required_unless_present_any = ["coordinators_file", "coordinator_service"],
+        conflicts_with_all = ["coordinators_file", "coordinator_service"]
     )]
     coordinators: Vec<String>,
+
+    /// In Kubernetes: the coordinators' Service as `namespace/name`; the sidecar watches its
+    /// EndpointSlices and uses the ready endpoints' `seata` port (RBAC: get, list and watch
+    /// on `endpointslices.discovery.k8s.io` in that namespace).
+    #[arg(
+        long,
+        env = "TXMESH_COORDINATOR_SERVICE",
+        conflicts_with = "coordinators_file"
+    )]
+    coordinator_service: Option<String>,
 
     /// A file listing the coordinators (`host:port` by line or comma), reread every
     /// --discovery-interval: edit it to move the sidecar to other coordinators.
@@ -96,9 +107,13 @@ impl SidecarArgs {
     /// The configuration these options describe.
     fn config(self) -> anyhow::Result<SidecarConfig> {
         anyhow::ensure!(self.batch_max >= 1, "--batch-max must be at least 1");
-        let coordinators = match self.coordinators_file {
-            Some(path) => CoordinatorSource::File(path),
-            None => CoordinatorSource::Static(self.coordinators),
+        let coordinators = match (self.coordinators_file, self.coordinator_service) {
+            (Some(path), _) => CoordinatorSource::File(path),
+            (None, Some(service)) => {
+                let (namespace, name) = endpoint_slices::parse_service(&service)?;
+                CoordinatorSource::Service { namespace, name }
+            }
+            (None, None) => CoordinatorSource::Static(self.coordinators),
         };
         let batch = (!self.no_batch).then_some(BatchConfig {
             max_messages: self.batch_max,

@@ -15,6 +15,13 @@ pub enum CoordinatorSource {
     /// read again every [`SidecarConfig::discovery_interval`], so a list can change without a
     /// restart.
     File(PathBuf),
+    /// The ready endpoints of a Kubernetes Service's EndpointSlices, followed with a watch.
+    Service {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service's name.
+        name: String,
+    },
 }
 
 /// Everything the sidecar needs to run.

@@ -1,7 +1,9 @@
-//! Where the coordinators are: a `tokio::sync::watch` of resolved endpoints, fed here from a
-//! static list or a file (a Kubernetes EndpointSlice source can feed the same channel). Names
-//! are resolved again every interval, so a coordinator that moves is followed; an entry that
-//! fails to resolve keeps its last known addresses.
+//! Where the coordinators are: a `tokio::sync::watch` of resolved endpoints, fed from a static
+//! list or a file (names resolved again every interval, so a coordinator that moves is
+//! followed; an entry that fails to resolve keeps its last known addresses), or from a
+//! Kubernetes Service's EndpointSlices ([`endpoint_slices`]).
+
+pub mod endpoint_slices;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -48,6 +50,15 @@ pub enum DiscoveryError {
     /// The list is empty.
     #[error("no coordinator is configured")]
     Empty,
+    /// A Service is not `namespace/name`.
+    #[error("coordinator service {0:?} is not namespace/name")]
+    BadService(String),
+    /// A list was asked of a Service source (which is watched instead).
+    #[error("the coordinators come from the Kubernetes Service {0}, not from a list")]
+    NotAList(String),
+    /// No Kubernetes client can be made (no in-cluster service account, no kubeconfig).
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Kubernetes(String),
 }
 
 /// Parses `host:port` entries separated by commas or whitespace; `#` starts a comment.
@@ -76,6 +87,9 @@ pub fn read_source(source: &CoordinatorSource) -> Result<Vec<String>, DiscoveryE
     let entries = match source {
         CoordinatorSource::Static(entries) => parse_list(&entries.join(","))?,
         CoordinatorSource::File(path) => parse_list(&read_file(path)?)?,
+        CoordinatorSource::Service { namespace, name } => {
+            return Err(DiscoveryError::NotAList(format!("{namespace}/{name}")));
+        }
     };
     if entries.is_empty() {
         return Err(DiscoveryError::Empty);
@@ -110,12 +124,16 @@ pub async fn resolve(entries: &[String], known: &[Endpoint]) -> Vec<Endpoint> {
     endpoints
 }
 
-/// Watches `source`: the first list is read and resolved before this returns (so a bad
-/// configuration fails the start), later changes are published as they are seen.
+/// Watches `source`: a list is read and resolved before this returns (so a bad configuration
+/// fails the start), later changes are published as they are seen; a Service is watched
+/// through the Kubernetes API.
 pub async fn watch_source(
     source: CoordinatorSource,
     interval: Duration,
 ) -> Result<watch::Receiver<Vec<Endpoint>>, DiscoveryError> {
+    if let CoordinatorSource::Service { namespace, name } = &source {
+        return endpoint_slices::watch_service(namespace, name).await;
+    }
     let entries = read_source(&source)?;
     let endpoints = resolve(&entries, &[]).await;
     log_change(&[], &endpoints);
