@@ -242,8 +242,7 @@ async fn connect(plan: &LoadPlan) -> anyhow::Result<Vec<Connection>> {
 }
 
 /// Waits until an empty transaction commits on a connection of its own: the port opens
-/// before the coordinator has elected itself leader, and until then it refuses registrations
-/// and transactions.
+/// before the coordinator has elected itself leader, and until then it refuses transactions.
 async fn wait_until_serving(plan: &LoadPlan) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
