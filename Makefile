@@ -10,11 +10,11 @@ FUZZ_CORPUS := fuzz/corpus/$(FUZZ_TARGET)
 RUSTFMT_COLOR := $(if $(filter never,$(CARGO_TERM_COLOR)),never,auto)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-libclang demo test lint fmt-check clippy build bench fuzz fuzz-corpus clean
+.PHONY: help deps deps-libclang deps-python demo test lint fmt-check clippy build bench fuzz fuzz-corpus clean
 
 help:
 	@echo 'make demo    deps, then build in release mode and run txmesh demo (DEMO_ARGS=...)'
-	@echo 'make deps    install the system packages the build needs (libclang), if missing'
+	@echo 'make deps    install what the build and tests need (libclang, a Python venv), if missing'
 	@echo 'make test    deps, then cargo fmt --check, clippy -D warnings, cargo test'
 	@echo 'make lint    cargo fmt --check and clippy -D warnings'
 	@echo 'make build   cargo build --workspace'
@@ -25,8 +25,7 @@ help:
 # ---------------------------------------------------------------------------------------------
 # System dependencies. Idempotent: each step checks first and only installs what is missing.
 
-deps: deps-libclang
-# (The Python venv for chart linting joins `deps` here with the Helm chart milestone.)
+deps: deps-libclang deps-python
 
 # libclang is what bindgen (RocksDB's build script) loads. Found through LIBCLANG_PATH, the
 # LLVM install directories, or the usual library directories; installed with apt as root.
@@ -59,6 +58,33 @@ deps-libclang:
 	    echo 'or point LIBCLANG_PATH at the directory holding libclang.so.' >&2; \
 	    exit 1; \
 	fi
+
+# The Python environment with kubernetes-validate, which txmesh-operator's golden tests run to
+# check every object the operator builds against the Kubernetes schemas. The tests find it
+# through TXMESH_VENV (without it they skip that check). Created once, then reused.
+TXMESH_VENV ?= $(CURDIR)/.venv
+export TXMESH_VENV
+KUBERNETES_VALIDATE_VERSION := 1.37.0
+
+deps-python:
+	@if [ "$$("$(TXMESH_VENV)/bin/kubernetes-validate" --version 2>/dev/null)" = "$(KUBERNETES_VALIDATE_VERSION)" ]; then \
+	    echo "deps: kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) found in $(TXMESH_VENV)"; \
+	    exit 0; \
+	fi; \
+	if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then \
+	    if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	        echo 'deps: the Python venv module is missing; installing python3-venv with apt-get'; \
+	        export DEBIAN_FRONTEND=noninteractive; \
+	        { apt-get update && apt-get install -y --no-install-recommends python3-venv; } || exit 1; \
+	    else \
+	        echo 'deps: Python 3 with the venv module is missing (Debian/Ubuntu: sudo apt-get install python3-venv)' >&2; \
+	        exit 1; \
+	    fi; \
+	fi; \
+	echo "deps: installing kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) into $(TXMESH_VENV)"; \
+	python3 -m venv "$(TXMESH_VENV)" && \
+	"$(TXMESH_VENV)/bin/pip" install --quiet --disable-pip-version-check \
+	    "kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"
 
 # ---------------------------------------------------------------------------------------------
 # Build, check, test.
