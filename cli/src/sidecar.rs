@@ -32,10 +32,24 @@ pub struct SidecarArgs {
         long,
         env = "TXMESH_COORDINATORS",
         value_delimiter = ',',
-        required_unless_present_any = ["coordinators_file", "coordinator_service"],
-        conflicts_with_all = ["coordinators_file", "coordinator_service"]
+        required_unless_present_any = ["coordinators_file", "coordinator_service", "coordinators_metadata"],
+        conflicts_with_all = ["coordinators_file", "coordinator_service", "coordinators_metadata"]
     )]
     coordinators: Vec<String>,
+
+    /// Coordinators' HTTP addresses (`host:7091,...`): the Seata endpoints are read from their
+    /// `/metadata/v1/cluster` view (Seata 2.x raft-mode discovery) every --discovery-interval.
+    #[arg(
+        long,
+        env = "TXMESH_COORDINATORS_METADATA",
+        value_delimiter = ',',
+        conflicts_with_all = ["coordinators_file", "coordinator_service"]
+    )]
+    coordinators_metadata: Vec<String>,
+
+    /// The Raft group (Seata cluster name) asked about with --coordinators-metadata.
+    #[arg(long, env = "TXMESH_METADATA_GROUP", default_value = "default")]
+    metadata_group: String,
 
     /// In Kubernetes: the coordinators' Service as `namespace/name`; the sidecar watches its
     /// EndpointSlices and uses the ready endpoints' `seata` port (RBAC: get, list and watch
@@ -113,6 +127,10 @@ impl SidecarArgs {
                 let (namespace, name) = endpoint_slices::parse_service(&service)?;
                 CoordinatorSource::Service { namespace, name }
             }
+            (None, None) if !self.coordinators_metadata.is_empty() => CoordinatorSource::Metadata {
+                addresses: self.coordinators_metadata,
+                group: self.metadata_group,
+            },
             (None, None) => CoordinatorSource::Static(self.coordinators),
         };
         let batch = (!self.no_batch).then_some(BatchConfig {

@@ -15,6 +15,14 @@ pub enum CoordinatorSource {
     /// read again every [`SidecarConfig::discovery_interval`], so a list can change without a
     /// restart.
     File(PathBuf),
+    /// Coordinators' HTTP addresses (`host:port`, 7091): their `/metadata/v1/cluster` view
+    /// lists the Seata endpoints, as Seata 2.x raft-mode clients read it.
+    Metadata {
+        /// HTTP addresses to ask, in turn.
+        addresses: Vec<String>,
+        /// The Raft group (Seata's cluster name) to ask about.
+        group: String,
+    },
     /// The ready endpoints of a Kubernetes Service's EndpointSlices, followed with a watch.
     Service {
         /// The Service's namespace.

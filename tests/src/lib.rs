@@ -10,5 +10,7 @@ mod process;
 mod workload;
 
 pub use clients::{Peer, Role};
-pub use process::{CoordinatorProcess, Coordinators, SidecarProcess, free_port, txmesh_binary};
+pub use process::{
+    CoordinatorProcess, Coordinators, SidecarProcess, free_port, http_get, txmesh_binary,
+};
 pub use workload::{Report, Running, Workload};

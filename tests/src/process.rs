@@ -181,6 +181,21 @@ pub enum Coordinators {
     Static(Vec<SocketAddr>),
     /// `--coordinators-file`, reread every 100 ms.
     File(PathBuf),
+    /// `--coordinators-metadata`: coordinators' HTTP addresses, their cluster view read
+    /// every 100 ms.
+    Metadata(Vec<SocketAddr>),
+}
+
+/// A bare HTTP/1.0 GET: status code and body, `None` when nothing answers.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
 }
 
 /// A sidecar process with fixed loopback ports, so its application finds it again after a
@@ -270,6 +285,10 @@ impl SidecarProcess {
             Coordinators::File(path) => {
                 command.arg("--coordinators-file").arg(path);
             }
+            Coordinators::Metadata(addrs) => {
+                let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+                command.args(["--coordinators-metadata", &list.join(",")]);
+            }
         }
         if !self.batch {
             command.arg("--no-batch");
@@ -316,16 +335,8 @@ impl SidecarProcess {
         );
     }
 
-    /// A bare HTTP/1.0 GET: status code and body, `None` when nothing answers.
     fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.http_port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
+        http_get(SocketAddr::from(([127, 0, 0, 1], self.http_port)), path)
     }
 }
 

@@ -1,9 +1,11 @@
 //! Where the coordinators are: a `tokio::sync::watch` of resolved endpoints, fed from a static
 //! list or a file (names resolved again every interval, so a coordinator that moves is
-//! followed; an entry that fails to resolve keeps its last known addresses), or from a
-//! Kubernetes Service's EndpointSlices ([`endpoint_slices`]).
+//! followed; an entry that fails to resolve keeps its last known addresses), from Seata 2.x's
+//! metadata endpoint ([`metadata`]), or from a Kubernetes Service's EndpointSlices
+//! ([`endpoint_slices`]).
 
 pub mod endpoint_slices;
+pub mod metadata;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,6 +58,14 @@ pub enum DiscoveryError {
     /// A list was asked of a Service source (which is watched instead).
     #[error("the coordinators come from the Kubernetes Service {0}, not from a list")]
     NotAList(String),
+    /// No coordinator's metadata endpoint gave a cluster view.
+    #[error("cannot read the cluster view from {address}: {why}")]
+    Metadata {
+        /// The coordinator HTTP address asked last.
+        address: String,
+        /// What went wrong.
+        why: String,
+    },
     /// No Kubernetes client can be made (no in-cluster service account, no kubeconfig).
     #[error("cannot reach the Kubernetes API: {0}")]
     Kubernetes(String),
@@ -83,10 +93,13 @@ pub fn parse_list(text: &str) -> Result<Vec<String>, DiscoveryError> {
 }
 
 /// The entries `source` names now.
-pub fn read_source(source: &CoordinatorSource) -> Result<Vec<String>, DiscoveryError> {
+pub async fn read_source(source: &CoordinatorSource) -> Result<Vec<String>, DiscoveryError> {
     let entries = match source {
         CoordinatorSource::Static(entries) => parse_list(&entries.join(","))?,
         CoordinatorSource::File(path) => parse_list(&read_file(path)?)?,
+        CoordinatorSource::Metadata { addresses, group } => {
+            metadata::read(addresses, group).await?
+        }
         CoordinatorSource::Service { namespace, name } => {
             return Err(DiscoveryError::NotAList(format!("{namespace}/{name}")));
         }
@@ -134,7 +147,7 @@ pub async fn watch_source(
     if let CoordinatorSource::Service { namespace, name } = &source {
         return endpoint_slices::watch_service(namespace, name).await;
     }
-    let entries = read_source(&source)?;
+    let entries = read_source(&source).await?;
     let endpoints = resolve(&entries, &[]).await;
     log_change(&[], &endpoints);
     let (publish, endpoints) = watch::channel(endpoints);
@@ -147,7 +160,7 @@ pub async fn watch_source(
                 _ = ticks.tick() => {}
                 _ = publish.closed() => return,
             }
-            let entries = match read_source(&source) {
+            let entries = match read_source(&source).await {
                 Ok(entries) => entries,
                 Err(error) => {
                     tracing::warn!(%error, "keeping the previous coordinator list");
@@ -180,8 +193,8 @@ fn log_change(before: &[Endpoint], after: &[Endpoint]) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn lists_parse_with_commas_lines_and_comments() {
+    #[tokio::test]
+    async fn lists_parse_with_commas_lines_and_comments() {
         let text = "a:1, b:2\n# comment\nc.example:8091 # trailing\n\n";
         assert_eq!(
             parse_list(text).expect("valid"),
@@ -196,7 +209,7 @@ mod tests {
             Err(DiscoveryError::BadEntry(_))
         ));
         assert!(matches!(
-            read_source(&CoordinatorSource::Static(vec![])),
+            read_source(&CoordinatorSource::Static(vec![])).await,
             Err(DiscoveryError::Empty)
         ));
     }
