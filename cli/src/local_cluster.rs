@@ -160,6 +160,23 @@ impl LocalCluster {
         }
     }
 
+    /// Waits until node `id` says it is ready (`/readyz`: a member, caught up with the
+    /// leader).
+    pub async fn wait_until_ready(&self, id: u64, timeout: Duration) -> anyhow::Result<()> {
+        let addr = self.node(id)?.http_addr;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let probe = tokio::task::spawn_blocking(move || child::http_get(addr, "/readyz"));
+            if let Ok(Ok((200, _))) = probe.await {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!("coordinator {id} was not ready within {timeout:?}");
+            }
+            tokio::time::sleep(LEADER_POLL).await;
+        }
+    }
+
     /// The node with id `id`.
     pub fn node(&self, id: u64) -> anyhow::Result<&LocalNode> {
         Ok(&self.nodes[self.index_of(id)?])

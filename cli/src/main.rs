@@ -11,6 +11,7 @@ mod demo;
 mod frame;
 mod local_cluster;
 mod logging;
+mod outage;
 mod sidecar;
 mod signals;
 

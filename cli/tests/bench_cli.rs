@@ -13,9 +13,16 @@ use serde_json::Value;
 const BOUND: Duration = Duration::from_secs(120);
 
 fn bench_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["--duration", "1"]);
+    run_json(&all)
+}
+
+/// `txmesh bench <args> --warmup 0 --json`, which must succeed.
+fn run_json(args: &[&str]) -> Value {
     let mut all = vec!["bench"];
     all.extend_from_slice(args);
-    all.extend(["--duration", "1", "--warmup", "0", "--json"]);
+    all.extend(["--warmup", "0", "--json"]);
     let run = common::txmesh(&all, BOUND);
     assert!(
         run.status.success(),
@@ -77,4 +84,32 @@ fn the_sidecar_bench_runs_both_paths_and_measures_the_sidecar() {
         "{report}"
     );
     assert!(report["added_ms"]["p50"].as_f64().is_some(), "{report}");
+}
+
+#[test]
+fn failover_mode_kills_leaders_and_loses_no_acknowledged_commit() {
+    let report = run_json(&[
+        "coordinator",
+        "--nodes",
+        "3",
+        "--kill-leader-every",
+        "2",
+        "--duration",
+        "5",
+        "--connections",
+        "2",
+        "--concurrency",
+        "8",
+    ]);
+    let failover = &report["failover"];
+    let kills = failover["kills"].as_array().expect("kills");
+    assert!(!kills.is_empty(), "{report}");
+    for kill in kills {
+        assert!((1..=3).contains(&kill["node"].as_u64().expect("node")));
+        assert!(kill["election_ms"].as_f64().expect("election") > 0.0);
+    }
+    let commits = failover["acknowledged_commits"].as_u64().expect("checked");
+    assert!(commits > 0, "{report}");
+    assert_eq!(failover["lost_acknowledged"], 0, "{report}");
+    assert!(failover["gap_ms"]["max"].as_f64().is_some(), "{report}");
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use tokio::task::JoinSet;
-use txmesh_seata::client::{BatchConfig, ClientConfig, NoResources, SeataClient};
+use txmesh_seata::client::{BatchConfig, ClientConfig, ClientError, NoResources, SeataClient};
 
 use super::cpu::{CpuMeter, CpuUse};
 use super::interrupt::Interrupt;
@@ -17,7 +17,7 @@ use super::stats::Tally;
 use super::workload::{End, InstantPhaseTwo, Outcome, SplitMix64, Worker, Workload};
 
 /// How long a request may wait for its answer; longer counts as a `timeout` error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the coordinator may take to elect itself and answer a first transaction.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const READY_POLL: Duration = Duration::from_millis(100);
@@ -88,9 +88,51 @@ impl SharedPhase {
 }
 
 /// One TM connection and the connection its workers register branches on.
-struct Connection {
-    tm: SeataClient,
-    rm: SeataClient,
+#[derive(Clone)]
+pub struct Connection {
+    /// Begins and ends transactions.
+    pub tm: SeataClient,
+    /// Registers branches and answers phase two (the TM connection when there are none).
+    pub rm: SeataClient,
+}
+
+impl Connection {
+    /// Connects to `addr` and registers a TM, and an RM for `resources` if there are any.
+    pub async fn open(
+        addr: &str,
+        config: &ClientConfig,
+        resources: &[String],
+    ) -> Result<Self, ClientError> {
+        let tm = SeataClient::connect(addr, config.clone(), Arc::new(NoResources)).await?;
+        tm.register_tm().await?;
+        if resources.is_empty() {
+            // No branches to register: the TM connection stands in.
+            return Ok(Self { rm: tm.clone(), tm });
+        }
+        let rm = SeataClient::connect(addr, config.clone(), Arc::new(InstantPhaseTwo)).await;
+        let registered = match rm {
+            Ok(rm) => rm.register_rm(resources).await.map(|_| rm),
+            Err(error) => Err(error),
+        };
+        if registered.is_err() {
+            tm.close();
+        }
+        Ok(Self {
+            tm,
+            rm: registered?,
+        })
+    }
+
+    /// Whether both connections are still open.
+    pub fn is_open(&self) -> bool {
+        self.tm.close_reason().is_none() && self.rm.close_reason().is_none()
+    }
+
+    /// Closes both connections.
+    pub fn close(&self) {
+        self.tm.close();
+        self.rm.close();
+    }
 }
 
 /// Connects, waits for the coordinator to serve, runs the load and collects the results.
@@ -116,10 +158,7 @@ pub async fn run(plan: &LoadPlan, interrupt: &mut Interrupt) -> anyhow::Result<M
         })
         .collect();
     let measured = measure(workers, plan, None, interrupt).await;
-    for connection in &connections {
-        connection.tm.close();
-        connection.rm.close();
-    }
+    connections.iter().for_each(Connection::close);
     measured
 }
 
@@ -209,7 +248,8 @@ async fn work<W: TransactionRunner>(
     }
 }
 
-fn client_config(plan: &LoadPlan) -> ClientConfig {
+/// The Seata client settings of the load's connections.
+pub fn client_config(plan: &LoadPlan) -> ClientConfig {
     ClientConfig {
         application_id: "txmesh-bench".into(),
         request_timeout: REQUEST_TIMEOUT,
@@ -223,27 +263,15 @@ async fn connect(plan: &LoadPlan) -> anyhow::Result<Vec<Connection>> {
     let resources = plan.workload.resources();
     let mut connections = Vec::new();
     for _ in 0..plan.connections {
-        let tm = SeataClient::connect(&plan.addr, config.clone(), Arc::new(NoResources)).await?;
-        tm.register_tm().await.context("TM registration")?;
-        let rm = if resources.is_empty() {
-            // No branches to register: the TM connection stands in.
-            tm.clone()
-        } else {
-            let rm =
-                SeataClient::connect(&plan.addr, config.clone(), Arc::new(InstantPhaseTwo)).await?;
-            rm.register_rm(&resources)
-                .await
-                .context("RM registration")?;
-            rm
-        };
-        connections.push(Connection { tm, rm });
+        let connection = Connection::open(&plan.addr, &config, &resources).await;
+        connections.push(connection.context("cannot connect and register")?);
     }
     Ok(connections)
 }
 
 /// Waits until an empty transaction commits on a connection of its own: the port opens
 /// before the coordinator has elected itself leader, and until then it refuses transactions.
-async fn wait_until_serving(plan: &LoadPlan) -> anyhow::Result<()> {
+pub async fn wait_until_serving(plan: &LoadPlan) -> anyhow::Result<()> {
     let deadline = Instant::now() + READY_TIMEOUT;
     loop {
         let error = match probe(plan).await {

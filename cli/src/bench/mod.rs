@@ -4,6 +4,8 @@
 //! transaction. Results: docs/benchmarks.md.
 
 mod cpu;
+mod failover;
+mod follow;
 mod interrupt;
 mod load;
 mod plot;
@@ -101,6 +103,14 @@ pub struct CoordinatorBenchArgs {
     #[arg(long, requires = "sweep")]
     plot: Option<PathBuf>,
 
+    /// Failover mode: SIGKILL the leader every SECS seconds of the measured interval and
+    /// restart it a second later; report the election time and the write-unavailability gap
+    /// of each kill, and any acknowledged commit the group lost (the exit code is non-zero
+    /// then). Needs --nodes 3 or more.
+    #[arg(long, value_name = "SECS", conflicts_with_all = ["addr", "sweep"],
+          value_parser = clap::value_parser!(u64).range(1..))]
+    kill_leader_every: Option<u64>,
+
     /// Print JSON (one object; with --sweep an array) instead of a table.
     #[arg(long)]
     json: bool,
@@ -116,6 +126,18 @@ impl CoordinatorBenchArgs {
             self.concurrency,
             self.connections
         );
+        if let Some(every) = self.kill_leader_every {
+            ensure!(
+                self.nodes >= 3,
+                "--kill-leader-every needs --nodes 3 or more: the others must elect a leader"
+            );
+            ensure!(
+                every < self.duration,
+                "--kill-leader-every ({every}) must be shorter than --duration ({}): no kill \
+                 would happen",
+                self.duration
+            );
+        }
         Ok(())
     }
 
@@ -149,6 +171,12 @@ impl CoordinatorBenchArgs {
             (false, true) => print!("{}", report::sweep_table(&reports)),
             (false, false) => print!("{}", reports[0]),
         }
+        let lost: u64 = reports
+            .iter()
+            .filter_map(|report| report.failover.as_ref())
+            .map(|failover| failover.lost_acknowledged)
+            .sum();
+        ensure!(lost == 0, "{lost} acknowledged commits were lost");
         Ok(())
     }
 
@@ -162,7 +190,7 @@ impl CoordinatorBenchArgs {
 
     async fn measure(self) -> anyhow::Result<Vec<Report>> {
         let mut interrupt = Interrupt::listen();
-        let own_cluster = match self.addr {
+        let mut own_cluster = match self.addr {
             Some(_) => None,
             None => Some(
                 interrupt
@@ -194,9 +222,16 @@ impl CoordinatorBenchArgs {
                 warmup: Duration::from_secs(self.warmup),
                 duration: Duration::from_secs(self.duration),
             };
-            let measurement = load::run(&plan, &mut interrupt).await?;
-            reports.push(Report::new(&plan, &measurement));
-            if measurement.interrupted {
+            let report = match (self.kill_leader_every, own_cluster.as_mut()) {
+                (Some(every), Some(cluster)) => {
+                    let every = Duration::from_secs(every);
+                    failover::run(cluster, &plan, every, &mut interrupt).await?
+                }
+                _ => Report::new(&plan, &load::run(&plan, &mut interrupt).await?),
+            };
+            let interrupted = report.interrupted;
+            reports.push(report);
+            if interrupted {
                 break;
             }
         }
@@ -269,6 +304,23 @@ mod tests {
         assert!(parse(&["--coordinator-pid", "7"]).is_err());
         let args = parse(&["--addr", "10.0.0.1:8091", "--coordinator-pid", "7"]).expect("parses");
         assert_eq!(args.coordinator_pid, Some(7));
+    }
+
+    #[test]
+    fn failover_needs_its_own_group_and_time_for_a_kill() {
+        assert!(parse(&["--kill-leader-every", "2", "--addr", "10.0.0.1:8091"]).is_err());
+        assert!(parse(&["--kill-leader-every", "2", "--sweep", "1,4"]).is_err());
+        assert!(parse(&["--kill-leader-every", "0"]).is_err());
+        let refused = |args: &[&str]| {
+            let args = parse(args).expect("parses");
+            args.validate().expect_err("refused").to_string()
+        };
+        assert!(refused(&["--kill-leader-every", "2"]).contains("--nodes 3"));
+        let late = refused(&["--kill-leader-every", "10", "--nodes", "3"]);
+        assert!(late.contains("shorter than --duration"), "{late}");
+        let args = parse(&["--kill-leader-every", "2", "--nodes", "3"]).expect("parses");
+        args.validate().expect("valid");
+        assert_eq!(args.kill_leader_every, Some(2));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::failover::FailoverReport;
 use super::load::{LoadPlan, Measurement};
 use super::plot::Point;
 use super::workload::Workload;
@@ -71,6 +72,9 @@ pub struct Report {
     pub sidecar_cpu_cores: Option<f64>,
     /// This load generator's CPU time per second of the run.
     pub load_generator_cpu_cores: f64,
+    /// Leader kills and what they cost (`--kill-leader-every` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<FailoverReport>,
 }
 
 impl Report {
@@ -114,6 +118,7 @@ impl Report {
             sidecar_cpu_ms_per_tx: per_tx(measurement.cpu.sidecar),
             sidecar_cpu_cores: measurement.cpu.sidecar.map(cores),
             load_generator_cpu_cores: cores(measurement.cpu.load_generator),
+            failover: None,
         }
     }
 }
@@ -231,7 +236,10 @@ impl fmt::Display for Report {
         for (name, value) in rows {
             writeln!(f, "{name:<26}{value}")?;
         }
-        Ok(())
+        match &self.failover {
+            Some(failover) => write!(f, "{failover}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -120,9 +120,14 @@ pub struct Worker {
 impl Worker {
     /// Runs one transaction to its end.
     pub async fn run_transaction(&mut self) -> Outcome {
+        self.run_recording_xid(&mut None).await
+    }
+
+    /// Runs one transaction to its end, leaving its XID in `xid` once begun.
+    pub async fn run_recording_xid(&mut self, xid: &mut Option<String>) -> Outcome {
         let mut lock_conflicts = 0;
         let end = self
-            .transaction(&mut lock_conflicts)
+            .transaction(&mut lock_conflicts, xid)
             .await
             .unwrap_or_else(End::Failed);
         Outcome {
@@ -131,18 +136,22 @@ impl Worker {
         }
     }
 
-    async fn transaction(&mut self, lock_conflicts: &mut u32) -> Result<End, String> {
-        let xid = self.begin().await?;
+    async fn transaction(
+        &mut self,
+        lock_conflicts: &mut u32,
+        xid: &mut Option<String>,
+    ) -> Result<End, String> {
+        let xid = &*xid.insert(self.begin().await?);
         for branch in self.workload.branches(self.rows, &mut self.random) {
-            if !self.register(&xid, &branch, lock_conflicts).await? {
-                return match self.end(Message::GlobalRollbackRequest, &xid).await {
+            if !self.register(xid, &branch, lock_conflicts).await? {
+                return match self.end(Message::GlobalRollbackRequest, xid).await {
                     Ok(GlobalStatus::Rollbacked) => Ok(End::RolledBack),
                     Ok(status) => Err(format!("rollback ended {status}")),
                     Err(e) => Err(format!("rollback: {e}")),
                 };
             }
         }
-        match self.end(Message::GlobalCommitRequest, &xid).await {
+        match self.end(Message::GlobalCommitRequest, xid).await {
             Ok(GlobalStatus::Committed) => Ok(End::Committed),
             Ok(status) => Err(format!("commit ended {status}")),
             Err(e) => Err(format!("commit: {e}")),
@@ -225,7 +234,7 @@ fn failure(result: &TxResult) -> String {
 }
 
 /// A client error by its kind, without the per-request details.
-fn client_failure(error: &ClientError) -> &'static str {
+pub fn client_failure(error: &ClientError) -> &'static str {
     match error {
         ClientError::Connect { .. } => "cannot connect",
         ClientError::Timeout(_) => "timeout",

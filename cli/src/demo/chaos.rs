@@ -9,9 +9,7 @@ use tokio::sync::watch;
 use super::console::Console;
 use super::transfers::Live;
 use crate::local_cluster::LocalCluster;
-
-/// How long the killed node stays down.
-const DOWN_FOR: Duration = Duration::from_secs(1);
+use crate::outage::DOWN_FOR;
 /// How long an election may take before the demo gives up.
 const ELECTION_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(20);

@@ -5,8 +5,8 @@
 //! idempotent, so repeating one whose answer was lost is safe.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tonic::Status;
@@ -16,6 +16,7 @@ use txmesh_api::v1::GlobalStatus;
 
 use super::ledger::{Ledger, Leg, LegKind};
 use crate::bench::stats::LatencyHistogram;
+use crate::outage::OutageClock;
 
 /// How long a transfer's transaction may stay open before the coordinator rolls it back.
 const TRANSACTION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -64,16 +65,8 @@ pub struct Live {
     next: AtomicU64,
     committed: AtomicU64,
     rolled_back: AtomicU64,
-    /// The first commit of a transfer begun after this instant ends the failover gap.
-    outage: Mutex<Outage>,
-}
-
-/// A failover as the clients see it: from the kill to the first commit of a transfer begun
-/// after it.
-#[derive(Debug, Default, Clone, Copy)]
-struct Outage {
-    since: Option<Instant>,
-    gap: Option<Duration>,
+    /// The failover gap, ended by the first commit of a transfer begun after the kill.
+    outage: OutageClock,
 }
 
 impl Live {
@@ -84,7 +77,7 @@ impl Live {
             next: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             rolled_back: AtomicU64::new(0),
-            outage: Mutex::new(Outage::default()),
+            outage: OutageClock::default(),
         }
     }
 
@@ -110,32 +103,19 @@ impl Live {
 
     /// Marks the start of an outage (a coordinator was killed).
     pub fn outage_begins(&self) {
-        *self.outage() = Outage {
-            since: Some(Instant::now()),
-            gap: None,
-        };
+        self.outage.begins();
     }
 
     /// The last outage's gap, once a transfer begun after it has committed.
     pub fn outage_gap(&self) -> Option<Duration> {
-        self.outage().gap
-    }
-
-    fn outage(&self) -> std::sync::MutexGuard<'_, Outage> {
-        self.outage.lock().unwrap_or_else(PoisonError::into_inner)
+        self.outage.gap()
     }
 
     fn count(&self, ending: Ending, began: Instant) {
         match ending {
             Ending::Committed => {
                 self.committed.fetch_add(1, Ordering::Relaxed);
-                let mut outage = self.outage();
-                if let Some(since) = outage.since
-                    && outage.gap.is_none()
-                    && began >= since
-                {
-                    outage.gap = Some(since.elapsed());
-                }
+                self.outage.committed(began);
             }
             Ending::RolledBack => {
                 self.rolled_back.fetch_add(1, Ordering::Relaxed);
@@ -283,17 +263,14 @@ mod tests {
     }
 
     #[test]
-    fn the_gap_ends_with_the_first_commit_begun_after_the_kill() {
+    fn commits_end_the_gap_and_rollbacks_do_not() {
         let live = Live::new();
-        let before = Instant::now();
         live.outage_begins();
-        live.count(Ending::Committed, before);
-        assert_eq!(live.outage_gap(), None, "begun before the kill");
         live.count(Ending::RolledBack, Instant::now());
         assert_eq!(live.outage_gap(), None, "a rollback is not a commit");
         live.count(Ending::Committed, Instant::now());
         assert!(live.outage_gap().is_some());
-        assert_eq!(live.committed(), 2);
-        assert_eq!(live.finished(), 3);
+        assert_eq!(live.committed(), 1);
+        assert_eq!(live.finished(), 2);
     }
 }
