@@ -11,6 +11,7 @@ mod demo;
 mod frame;
 mod local_cluster;
 mod logging;
+mod operator;
 mod outage;
 mod sidecar;
 mod signals;
@@ -46,6 +47,8 @@ enum Command {
     /// Decode and encode single Seata RPC frames (hex ⇄ JSON).
     #[command(subcommand)]
     Frame(frame::FrameCommand),
+    /// Run the Kubernetes operator for TransactionCoordinator resources.
+    Operator(operator::OperatorArgs),
     /// Run the sidecar that lets an application join transactions over localhost gRPC.
     Sidecar(Box<sidecar::SidecarArgs>),
 }
@@ -58,6 +61,7 @@ impl Command {
             Command::Crd(args) => args.run(),
             Command::Demo(args) => args.run(),
             Command::Frame(command) => command.run(),
+            Command::Operator(args) => args.run(),
             Command::Sidecar(args) => args.run(),
         }
     }
