@@ -289,3 +289,142 @@ async fn deletion_announces_itself_and_releases_the_finalizer() {
     assert_eq!(action.expect("reconciled"), Action::await_change());
     expect_no_more(ctx, handle).await;
 }
+
+#[tokio::test]
+async fn an_update_keeps_the_admin_token_and_announces_the_new_generation() {
+    let (ctx, mut handle) = context();
+    let mut tc = coordinator(json!({"image": "txmesh/txmesh:0.2.0"}), &[FINALIZER]);
+    tc.metadata.generation = Some(2);
+    tc.status = Some(txmesh_crds::TransactionCoordinatorStatus {
+        observed_generation: Some(1),
+        ..Default::default()
+    });
+    let server = async {
+        let ns = "/api/v1/namespaces/payments";
+        let (_, send) = expect(
+            &mut handle,
+            Method::GET,
+            &format!("{ns}/secrets/tc-admin-token"),
+        )
+        .await;
+        let existing = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "tc-admin-token", "namespace": "payments"},
+            "data": {"admin-token": "a2VwdC10b2tlbg=="},
+        });
+        respond(send, StatusCode::OK, &existing);
+        let secret = expect_apply(&mut handle, &format!("{ns}/secrets/tc-admin-token")).await;
+        assert_eq!(
+            secret["data"]["admin-token"], "a2VwdC10b2tlbg==",
+            "the token is kept"
+        );
+        expect_apply(&mut handle, &format!("{ns}/configmaps/tc-config")).await;
+        expect_apply(&mut handle, &format!("{ns}/services/tc-peers")).await;
+        expect_apply(&mut handle, &format!("{ns}/services/tc")).await;
+        let sts = expect_apply(
+            &mut handle,
+            "/apis/apps/v1/namespaces/payments/statefulsets/tc",
+        )
+        .await;
+        assert_eq!(
+            sts["spec"]["template"]["spec"]["containers"][0]["image"],
+            "txmesh/txmesh:0.2.0"
+        );
+        expect_apply(
+            &mut handle,
+            "/apis/policy/v1/namespaces/payments/poddisruptionbudgets/tc",
+        )
+        .await;
+        let (_, send) = expect(
+            &mut handle,
+            Method::DELETE,
+            "/apis/monitoring.coreos.com/v1/namespaces/payments/servicemonitors/tc",
+        )
+        .await;
+        not_found(send);
+        let event = expect_event(&mut handle).await;
+        assert_eq!(event["reason"], "Applied");
+        let note = event["note"].as_str().expect("note");
+        assert!(
+            note.contains("generation 2") && note.contains("txmesh/txmesh:0.2.0"),
+            "{note}"
+        );
+        let status = expect_status(&mut handle, &tc).await;
+        assert_eq!(status["observedGeneration"], 2);
+    };
+    let (action, ()) = tokio::join!(reconcile(Arc::new(tc.clone()), ctx.clone()), server);
+    assert_eq!(
+        action.expect("reconciled"),
+        Action::requeue(PROGRESS_REQUEUE)
+    );
+    expect_no_more(ctx, handle).await;
+}
+
+#[tokio::test]
+async fn a_paused_resource_changes_nothing_but_its_status() {
+    let (ctx, mut handle) = context();
+    let tc = coordinator(json!({"paused": true, "replicas": 5}), &[FINALIZER]);
+    let server = async {
+        let event = expect_event(&mut handle).await;
+        assert_eq!(event["reason"], "Paused");
+        let status = expect_status(&mut handle, &tc).await;
+        assert_eq!(status["phase"], "Paused");
+        assert_eq!(condition(&status, "Progressing")["reason"], "Paused");
+    };
+    let (action, ()) = tokio::join!(reconcile(Arc::new(tc.clone()), ctx.clone()), server);
+    assert_eq!(
+        action.expect("reconciled"),
+        Action::requeue(SETTLED_REQUEUE)
+    );
+    expect_no_more(ctx, handle).await;
+}
+
+#[tokio::test]
+async fn a_refused_apply_is_degraded_with_a_warning_and_backs_off() {
+    let (ctx, mut handle) = context();
+    let tc = coordinator(json!({}), &[FINALIZER]);
+    let server = async {
+        let ns = "/api/v1/namespaces/payments";
+        let (_, send) = expect(
+            &mut handle,
+            Method::GET,
+            &format!("{ns}/secrets/tc-admin-token"),
+        )
+        .await;
+        not_found(send);
+        expect_apply(&mut handle, &format!("{ns}/secrets/tc-admin-token")).await;
+        expect_apply(&mut handle, &format!("{ns}/configmaps/tc-config")).await;
+        expect_apply(&mut handle, &format!("{ns}/services/tc-peers")).await;
+        expect_apply(&mut handle, &format!("{ns}/services/tc")).await;
+        let (_, send) = expect(
+            &mut handle,
+            Method::PATCH,
+            "/apis/apps/v1/namespaces/payments/statefulsets/tc",
+        )
+        .await;
+        let refusal = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "StatefulSet.apps \"tc\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
+            "reason": "Invalid", "code": 422,
+        });
+        respond(send, StatusCode::UNPROCESSABLE_ENTITY, &refusal);
+        let event = expect_event(&mut handle).await;
+        assert_eq!(
+            (&event["type"], &event["reason"]),
+            (&json!("Warning"), &json!("ApplyFailed"))
+        );
+        let status = expect_status(&mut handle, &tc).await;
+        let degraded = condition(&status, "Degraded");
+        assert_eq!(degraded["reason"], "ApplyFailed");
+        let message = degraded["message"].as_str().expect("message");
+        assert!(message.starts_with("apply StatefulSet tc: "), "{message}");
+        assert!(message.contains("Forbidden"), "{message}");
+    };
+    let (result, ()) = tokio::join!(reconcile(Arc::new(tc.clone()), ctx.clone()), server);
+    let error = result.expect_err("the failure is returned");
+    assert_eq!(
+        error_policy(Arc::new(tc), &error, ctx.clone()),
+        Action::requeue(ERROR_REQUEUE)
+    );
+    expect_no_more(ctx, handle).await;
+}
