@@ -276,6 +276,9 @@ where
     match api.delete(name, &DeleteParams::default()).await {
         Ok(_) => Ok(()),
         Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        // Not allowed to delete it: then the operator was not allowed to create it either
+        // (a ServiceMonitor without the chart's optional RBAC), so none of its own exists.
+        Err(kube::Error::Api(status)) if status.code == 403 => Ok(()),
         Err(source) => Err(Error::Kube {
             action: format!("delete {name}"),
             source,

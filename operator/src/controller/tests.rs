@@ -341,7 +341,12 @@ async fn an_update_keeps_the_admin_token_and_announces_the_new_generation() {
             "/apis/monitoring.coreos.com/v1/namespaces/payments/servicemonitors/tc",
         )
         .await;
-        not_found(send);
+        // Without RBAC for ServiceMonitors the operator never made one: nothing to delete.
+        let forbidden = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "forbidden", "reason": "Forbidden", "code": 403,
+        });
+        respond(send, StatusCode::FORBIDDEN, &forbidden);
         let event = expect_event(&mut handle).await;
         assert_eq!(event["reason"], "Applied");
         let note = event["note"].as_str().expect("note");
