@@ -7,10 +7,14 @@
 //! - **anti-suspension**: a register for an XID already rolled back here is refused, so a
 //!   late try cannot freeze resources nobody will release.
 //!
-//! Each record is synced before the coordinator (or the application) is answered. Work on one
-//! branch is serialized by a lock per branch, so concurrent duplicates reach the application
-//! once. A crash between the application's answer and the fence write can still deliver an
-//! action once more: confirm and cancel must tolerate that, as they must in Seata.
+//! Records that must hold before the application acts (a try's, an empty rollback's) are
+//! synced before anyone is answered. The record of a done Confirm/Cancel is written (readable
+//! at once) before the coordinator is answered and synced moments later: losing it in a crash
+//! matters only if the coordinator also missed the answer and redelivers, whereas syncing
+//! first would turn every crash in that window into a redelivery. Work on one branch is
+//! serialized by a lock per branch, so concurrent duplicates reach the application once. A
+//! crash between the application's answer and the sync can still deliver an action once more:
+//! confirm and cancel must tolerate that, as they must in Seata.
 
 mod locks;
 mod store;
@@ -20,11 +24,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use locks::KeyLocks;
+use store::Durability;
 use store::Store;
 pub use store::{Record, State, now_ms};
 
 /// Branch id under which an XID's uncertain registers are recorded (coordinators never give 0).
 const XID_MARKER: i64 = 0;
+/// Branch id under which registers going through this sidecar are recorded (nor -1).
+const INTENT_MARKER: i64 = -1;
 
 /// The fence cannot do its job.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -170,10 +177,24 @@ impl Fence {
             return Ok(TryAdmission::AlreadyRolledBack);
         }
         if self.store.get(xid, branch_id)?.is_none() {
+            // Not synced: the intent recorded with the register already is, and it stands in
+            // for this record if a crash loses it.
             let record = Record::now(State::Tried, resource_id);
-            self.store.write([(xid, branch_id, Some(&record))]).await?;
+            let records = [(xid, branch_id, Some(&record))];
+            self.store.write_with(records, Durability::Visible).await?;
         }
         Ok(TryAdmission::Recorded)
+    }
+
+    /// Records, durably, that a register for `xid` goes through this sidecar; done while the
+    /// coordinator registers the branch, so the fsync costs no time of its own. Until the
+    /// branch's own record exists, phase two for `xid` is handed to the application, which
+    /// may have run the try.
+    pub async fn record_intent(&self, xid: &str, resource_id: &str) -> Result<(), FenceError> {
+        let record = Record::now(State::Registering, resource_id);
+        self.store
+            .write([(xid, INTENT_MARKER, Some(&record))])
+            .await
     }
 
     /// Records that a register for `xid` failed without a clear outcome.
@@ -202,8 +223,15 @@ impl Fence {
     {
         let _branch = self.locks.lock((xid.to_owned(), branch_id)).await;
         let state = match branch_id {
-            XID_MARKER => None,
+            XID_MARKER | INTENT_MARKER => None,
             _ => self.store.get(xid, branch_id)?.map(|r| r.state),
+        };
+        // A register went through here but the branch's record is missing (still being
+        // written, or lost in a crash before its sync): the try may have run, so the
+        // application decides.
+        let state = match state {
+            None if self.registered_here(xid)? => Some(State::Tried),
+            known => known,
         };
         let done = match phase {
             Phase::Confirm => State::Confirmed,
@@ -218,7 +246,8 @@ impl Fence {
                 let verdict = deliver().await;
                 if verdict == Verdict::Done {
                     let record = Record::now(done, resource_id);
-                    self.store.write([(xid, branch_id, Some(&record))]).await?;
+                    let records = [(xid, branch_id, Some(&record))];
+                    self.store.write_with(records, Durability::Visible).await?;
                 }
                 Ok(Decision { verdict, hit: None })
             }
@@ -236,6 +265,13 @@ impl Fence {
             }
             None => self.without_try(phase, xid, branch_id, resource_id).await,
         }
+    }
+
+    /// Whether a register for `xid` went through here with no register in doubt (a register
+    /// in doubt never reached the application, so its branch had no try).
+    fn registered_here(&self, xid: &str) -> Result<bool, FenceError> {
+        let intent = self.store.get(xid, INTENT_MARKER)?.is_some();
+        Ok(intent && self.store.get(xid, XID_MARKER)?.is_none())
     }
 
     /// A phase-two action for a branch never registered here.
@@ -286,7 +322,7 @@ impl Fence {
     /// The records of `xid`'s branches.
     pub fn records(&self, xid: &str) -> Result<Vec<(i64, Record)>, FenceError> {
         let mut records = self.store.scan_xid(xid)?;
-        records.retain(|(branch_id, _)| *branch_id != XID_MARKER);
+        records.retain(|(branch_id, _)| *branch_id != XID_MARKER && *branch_id != INTENT_MARKER);
         Ok(records)
     }
 
@@ -296,7 +332,8 @@ impl Fence {
         let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
         let cutoff = now_ms().saturating_sub(retention_ms);
         let expired = self.store.scan_expired(|r| {
-            (r.state.is_final() || r.state == State::RegisterUncertain) && r.updated_at_ms < cutoff
+            let marker = matches!(r.state, State::RegisterUncertain | State::Registering);
+            (r.state.is_final() || marker) && r.updated_at_ms < cutoff
         })?;
         if !expired.is_empty() {
             let deletes = expired.iter().map(|(xid, id)| (xid.as_str(), *id, None));

@@ -1,6 +1,8 @@
 //! The fence's RocksDB: one record per `(xid, branch id)`, keyed `xid NUL branch-id` (big
-//! endian) so one XID's records are adjacent. Every write is synced; one writer thread makes
-//! all writes queued meanwhile durable with a single WAL fsync (group commit).
+//! endian) so one XID's records are adjacent. A writer thread writes the queued records in one
+//! batch and a syncer thread makes everything written so far durable with one WAL fsync (group
+//! commit); a caller waits for the write alone ([`Durability::Visible`]) or for the sync too
+//! ([`Durability::Synced`]). Every write is synced moments later either way.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
@@ -26,6 +28,9 @@ pub enum State {
     /// A register through this sidecar for this XID failed without a clear outcome (kept
     /// under branch id 0): the coordinator may hold a branch whose try never ran.
     RegisterUncertain = 5,
+    /// A register for the XID went through this sidecar (written while the coordinator
+    /// registers the branch, kept under the XID's marker key).
+    Registering = 6,
 }
 
 impl State {
@@ -36,6 +41,7 @@ impl State {
             3 => State::Cancelled,
             4 => State::EmptyRollback,
             5 => State::RegisterUncertain,
+            6 => State::Registering,
             _ => return None,
         })
     }
@@ -115,17 +121,32 @@ fn split_key(key: &[u8]) -> Option<(&[u8], i64)> {
     (nul == 0).then_some((xid, i64::from_be_bytes(branch.try_into().ok()?)))
 }
 
-/// A synced write of several records at once.
-struct Job {
-    puts: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    done: oneshot::Sender<Result<(), String>>,
+/// How far a write must have gone before its caller goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced to disk.
+    Synced,
+    /// Written and readable; synced by the next group fsync, moments later.
+    Visible,
 }
 
-/// The database and its writer thread; [`Store::close`] (or dropping it) closes both.
+/// Where a job's outcome goes.
+type Done = oneshot::Sender<Result<(), String>>;
+
+/// A write of several records at once.
+struct Job {
+    puts: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    durability: Durability,
+    done: Done,
+}
+
+/// The database with its writer and syncer threads; [`Store::close`] (or dropping it) closes
+/// them all.
 pub struct Store {
     db: RwLock<Option<Arc<DB>>>,
     writer: Mutex<Option<mpsc::Sender<Job>>>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The writer, then the syncer: joined in that order at close.
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Store {
@@ -140,18 +161,31 @@ impl Store {
         })?;
         let db = Arc::new(db);
         let (writer, jobs) = mpsc::channel();
-        let thread_db = db.clone();
-        let thread = std::thread::Builder::new()
-            .name("fence-writer".into())
-            .spawn(move || write_loop(&thread_db, &jobs))
-            .map_err(|e| FenceError::Open {
-                path: dir.display().to_string(),
-                reason: format!("cannot start the writer thread: {e}"),
-            })?;
+        let (syncs, synced) = mpsc::channel();
+        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(work)
+                .map_err(|e| FenceError::Open {
+                    path: dir.display().to_string(),
+                    reason: format!("cannot start the {name} thread: {e}"),
+                })
+        };
+        let (write_db, sync_db) = (db.clone(), db.clone());
+        let threads = vec![
+            spawn(
+                "fence-writer",
+                Box::new(move || write_loop(&write_db, &jobs, &syncs)),
+            )?,
+            spawn(
+                "fence-syncer",
+                Box::new(move || sync_loop(&sync_db, &synced)),
+            )?,
+        ];
         Ok(Self {
             db: RwLock::new(Some(db)),
             writer: Mutex::new(Some(writer)),
-            thread: Mutex::new(Some(thread)),
+            threads: Mutex::new(threads),
         })
     }
 
@@ -168,22 +202,20 @@ impl Store {
 
     /// Writes what is queued, then closes the database; later calls fail with `Closed`.
     pub fn close(&self) {
-        // Closing the queue ends the writer once it has written what was queued.
+        // Closing the queue ends the writer once it has written what was queued, which ends
+        // the syncer once it has synced that.
         drop(
             self.writer
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread
-            && thread.join().is_err()
-        {
-            tracing::error!("the fence writer thread panicked");
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a fence thread panicked");
+            }
         }
         drop(
             self.db
@@ -193,7 +225,6 @@ impl Store {
         );
     }
 
-    /// The record of a branch.
     pub fn get(&self, xid: &str, branch_id: i64) -> Result<Option<Record>, FenceError> {
         let bytes = self.db()?.get(key(xid, branch_id)).map_err(read_error)?;
         bytes.map(|b| decode(&b)).transpose()
@@ -242,12 +273,25 @@ impl Store {
         &self,
         records: impl IntoIterator<Item = (&str, i64, Option<&Record>)>,
     ) -> Result<(), FenceError> {
+        self.write_with(records, Durability::Synced).await
+    }
+
+    /// Writes or deletes records and returns once they are readable (see [`Durability`]).
+    pub async fn write_with(
+        &self,
+        records: impl IntoIterator<Item = (&str, i64, Option<&Record>)>,
+        durability: Durability,
+    ) -> Result<(), FenceError> {
         let puts = records
             .into_iter()
             .map(|(xid, branch_id, record)| (key(xid, branch_id), record.map(Record::encode)))
             .collect();
         let (done, written) = oneshot::channel();
-        self.send(Job { puts, done })?;
+        self.send(Job {
+            puts,
+            durability,
+            done,
+        })?;
         written
             .await
             .map_err(|_| FenceError::Closed)?
@@ -272,28 +316,57 @@ fn read_error(error: rocksdb::Error) -> FenceError {
 /// Most jobs made durable by one fsync.
 const MAX_JOBS_PER_SYNC: usize = 1024;
 
-fn write_loop(db: &DB, jobs: &mpsc::Receiver<Job>) {
+/// Writes queued jobs in one batch each round, answers those that only wait for the write,
+/// and hands the others (and the duty to sync) to the syncer.
+fn write_loop(db: &DB, jobs: &mpsc::Receiver<Job>, syncs: &mpsc::Sender<Vec<Done>>) {
     let mut options = WriteOptions::default();
-    options.set_sync(true);
+    options.set_sync(false);
     while let Ok(first) = jobs.recv() {
         let mut batch = WriteBatch::default();
-        let mut waiting = Vec::new();
+        let mut group = Vec::new();
         let mut next = Some(first);
         while let Some(job) = next.take() {
-            for (key, value) in job.puts {
+            for (key, value) in &job.puts {
                 match value {
                     Some(value) => batch.put(key, value),
                     None => batch.delete(key),
                 }
             }
-            waiting.push(job.done);
-            if waiting.len() < MAX_JOBS_PER_SYNC {
+            group.push((job.durability, job.done));
+            if group.len() < MAX_JOBS_PER_SYNC {
                 next = jobs.try_recv().ok();
             }
         }
-        let result = db.write_opt(batch, &options).map_err(|e| e.to_string());
-        if let Err(error) = &result {
+        if let Err(error) = db.write_opt(batch, &options) {
             tracing::error!(%error, "fence write failed");
+            for (_, done) in group {
+                let _ = done.send(Err(error.to_string()));
+            }
+            continue;
+        }
+        let mut waiting_for_sync = Vec::new();
+        for (durability, done) in group {
+            match durability {
+                Durability::Visible => drop(done.send(Ok(()))),
+                Durability::Synced => waiting_for_sync.push(done),
+            }
+        }
+        // Only fails once the syncer is gone, which happens after this loop ends.
+        let _ = syncs.send(waiting_for_sync);
+    }
+}
+
+/// Makes everything written so far durable with one WAL fsync per round, then answers those
+/// waiting for it.
+fn sync_loop(db: &DB, syncs: &mpsc::Receiver<Vec<Done>>) {
+    while let Ok(first) = syncs.recv() {
+        let waiting: Vec<Done> = std::iter::once(first)
+            .chain(syncs.try_iter())
+            .flatten()
+            .collect();
+        let result = db.flush_wal(true).map_err(|e| e.to_string());
+        if let Err(error) = &result {
+            tracing::error!(%error, "fence sync failed");
         }
         for done in waiting {
             let _ = done.send(result.clone());
@@ -314,5 +387,29 @@ mod tests {
         let k = key("10.0.0.1:8091:7", -5);
         assert_eq!(split_key(&k), Some((&b"10.0.0.1:8091:7"[..], -5)));
         assert_eq!(split_key(b"short"), None);
+    }
+
+    #[tokio::test]
+    async fn visible_writes_are_readable_at_once_and_synced_by_close() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(dir.path()).expect("opens");
+        let record = Record::now(State::Confirmed, "accounts");
+        store
+            .write_with([("x:1", 7, Some(&record))], Durability::Visible)
+            .await
+            .expect("written");
+        assert_eq!(store.get("x:1", 7).expect("readable"), Some(record.clone()));
+        store
+            .write([("x:1", 8, Some(&record))])
+            .await
+            .expect("synced");
+        store.close();
+        assert!(matches!(store.get("x:1", 7), Err(FenceError::Closed)));
+        let reopened = Store::open(dir.path()).expect("reopens");
+        assert_eq!(
+            reopened.get("x:1", 7).expect("readable"),
+            Some(record.clone())
+        );
+        assert_eq!(reopened.get("x:1", 8).expect("readable"), Some(record));
     }
 }

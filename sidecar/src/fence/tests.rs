@@ -198,3 +198,47 @@ async fn xids_sharing_a_prefix_stay_apart() {
     assert!(!fence.rolled_back("a:1:10").expect("reads"));
     assert!(!fence.rolled_back("a:1:").expect("reads"));
 }
+
+#[tokio::test]
+async fn a_registered_branch_whose_record_is_missing_goes_to_the_application() {
+    let (_dir, fence) = open();
+    let app = App::default();
+    // The register went through here, but the branch's own record is not there (still being
+    // written, or lost in a crash before its sync): the try may have run.
+    fence.record_intent(XID, "accounts").await.expect("records");
+    let cancelled = cancel(&fence, &app, 9).await;
+    assert_eq!(cancelled.hit, None, "the application decides");
+    assert_eq!(app.calls(), 1);
+    assert_eq!(
+        fence
+            .record_try(XID, 9, "accounts")
+            .await
+            .expect("fence works"),
+        TryAdmission::AlreadyRolledBack,
+        "a try that comes after its cancel must not run"
+    );
+    assert_eq!(cancel(&fence, &app, 9).await.hit, Some(Hit::Duplicate));
+    assert_eq!(app.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_register_in_doubt_keeps_its_confirm_away_from_the_application() {
+    let (_dir, fence) = open();
+    let app = App::default();
+    fence.record_intent(XID, "accounts").await.expect("records");
+    fence
+        .record_uncertain_register(XID, "accounts")
+        .await
+        .expect("records");
+    let confirmed = confirm(&fence, &app, 4, Verdict::Done).await;
+    assert_eq!(confirmed.hit, Some(Hit::EmptyCommit));
+    assert_eq!(app.calls(), 0, "the application never got the branch id");
+    assert!(
+        fence
+            .records(XID)
+            .expect("readable")
+            .iter()
+            .all(|(id, _)| *id > 0),
+        "the XID's markers are not listed as branches"
+    );
+}

@@ -50,7 +50,17 @@ impl Api {
             lock_key: request.lock_keys,
             application_data: request.application_data,
         });
-        let branch_id = match inner.upstream.call(message, Some(&xid)).await {
+        // The intent's fsync runs while the coordinator registers the branch.
+        let (registered, intent) = tokio::join!(
+            inner.upstream.call(message, Some(&xid)),
+            inner.fence.record_intent(&xid, &resource_id)
+        );
+        if let Err(error) = intent {
+            // The branch may exist now; without the intent its try must not run.
+            tracing::error!(%xid, %error, "cannot record a register in the fence");
+            return Err(fence(&error));
+        }
+        let branch_id = match registered {
             Ok(Message::BranchRegisterResponse(r)) if r.result.is_success() => r.branch_id,
             Ok(Message::BranchRegisterResponse(r)) => return Err(refused(&r.result)),
             Ok(other) => return Err(unexpected(&other)),

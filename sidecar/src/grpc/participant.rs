@@ -25,7 +25,8 @@ fn fence_state(state: State) -> FenceState {
         State::Confirmed => FenceState::Confirmed,
         State::Cancelled => FenceState::Cancelled,
         State::EmptyRollback => FenceState::EmptyRollback,
-        State::RegisterUncertain => FenceState::Unspecified,
+        // Markers of the XID, not of a branch: the fence does not list them.
+        State::RegisterUncertain | State::Registering => FenceState::Unspecified,
     }
 }
 
