@@ -50,10 +50,19 @@ impl<H: ServerRequestHandler> Peer<H> {
         }
     }
 
-    /// Sends a request over a live connection; `None` when there is none or it broke.
+    /// Sends a request over a live connection; `None` when there is none, it broke or the
+    /// answer did not come in time. A coordinator that does not answer in time may be cut
+    /// off from its group, so the next call goes to the next address.
     pub async fn call(&self, request: Message) -> Option<Message> {
         let client = self.client().await.ok()?;
-        client.call(request).await.ok()
+        match client.call(request).await {
+            Ok(answer) => Some(answer),
+            Err(ClientError::Timeout(_)) => {
+                self.reset().await;
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Drops the current connection (its coordinator does not lead); the next one goes to

@@ -42,6 +42,8 @@ pub struct CoordinatorProcess {
     http_port: u16,
     /// `--config` file, when started with tuning.
     config: Option<PathBuf>,
+    /// `--admin-token-file`, for membership changes.
+    admin_token: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -58,8 +60,45 @@ impl CoordinatorProcess {
             raft_port: free_port(),
             http_port: free_port(),
             config: None,
+            admin_token: None,
             child: None,
         }
+    }
+
+    /// A member of a group, not started yet: node `node_id` on `data_dir` with its own free
+    /// ports; [`CoordinatorProcess::set_peers`] and [`CoordinatorProcess::restart`] next.
+    pub fn member(data_dir: &Path, node_id: u64) -> Self {
+        Self::new(data_dir.to_path_buf(), node_id)
+    }
+
+    /// `--peers` from the next start on.
+    pub fn set_peers(&mut self, peers: &str) {
+        self.peers = Some(peers.to_owned());
+    }
+
+    /// `--admin-token-file` from the next start on.
+    pub fn set_admin_token_file(&mut self, path: &Path) {
+        self.admin_token = Some(path.to_path_buf());
+    }
+
+    /// The Raft node id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// The Raft address it listens on.
+    pub fn raft_addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.raft_port))
+    }
+
+    /// The process id, while running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Stops the process with SIGTERM (a graceful stop) and waits for it to exit.
+    pub fn terminate(&mut self) {
+        terminate(&mut self.child);
     }
 
     /// Like [`CoordinatorProcess::start`], with `toml` as its `--config` file.
@@ -139,6 +178,11 @@ impl CoordinatorProcess {
                     .flat_map(|c| [OsStr::new("--config"), c.as_os_str()]),
             )
             .args(
+                self.admin_token
+                    .iter()
+                    .flat_map(|t| [OsStr::new("--admin-token-file"), t.as_os_str()]),
+            )
+            .args(
                 self.peers
                     .iter()
                     .flat_map(|peers| ["--peers", peers.as_str()]),
@@ -188,9 +232,31 @@ pub enum Coordinators {
 
 /// A bare HTTP/1.0 GET: status code and body, `None` when nothing answers.
 pub fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    http_request(addr, "GET", path, None, None)
+}
+
+/// A bare HTTP/1.0 request, with a bearer token and a JSON body if given: status code and
+/// body, `None` when nothing answers.
+pub fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
+    if let Some(token) = token {
+        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    let body = json.unwrap_or_default();
+    if json.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    write!(stream, "{head}Content-Length: {}\r\n\r\n{body}", body.len()).ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     let status = response.split(' ').nth(1)?.parse().ok()?;
@@ -252,16 +318,7 @@ impl SidecarProcess {
 
     /// Stops the process with SIGTERM (a graceful stop) and waits for it to exit.
     pub fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let signalled = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status()
-                .is_ok_and(|s| s.success());
-            if !signalled {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
+        terminate(&mut self.child);
     }
 
     /// (Re)starts the process on the same data directory and ports.
@@ -343,5 +400,19 @@ impl SidecarProcess {
 impl Drop for SidecarProcess {
     fn drop(&mut self) {
         self.kill9();
+    }
+}
+
+/// Stops `child` with SIGTERM (SIGKILL if that cannot be sent) and reaps it.
+fn terminate(child: &mut Option<Child>) {
+    if let Some(mut child) = child.take() {
+        let signalled = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        if !signalled {
+            let _ = child.kill();
+        }
+        let _ = child.wait();
     }
 }
