@@ -1,8 +1,9 @@
 //! The fence's RocksDB: one record per `(xid, branch id)`, keyed `xid NUL branch-id` (big
-//! endian) so one XID's records are adjacent. A writer thread writes the queued records in one
-//! batch and a syncer thread makes everything written so far durable with one WAL fsync (group
-//! commit); a caller waits for the write alone ([`Durability::Visible`]) or for the sync too
-//! ([`Durability::Synced`]). Every write is synced moments later either way.
+//! endian) so one XID's records are adjacent. The calling task writes its records (unsynced:
+//! a memtable insert and a WAL append) and a syncer thread makes everything written so far
+//! durable with one WAL fsync (group commit); a caller waits for the write alone
+//! ([`Durability::Visible`]) or for the sync too ([`Durability::Synced`]). Every write is
+//! synced moments later either way.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError, RwLock, mpsc};
@@ -130,23 +131,14 @@ pub enum Durability {
     Visible,
 }
 
-/// Where a job's outcome goes.
+/// Where a sync's outcome goes, when someone waits for it.
 type Done = oneshot::Sender<Result<(), String>>;
 
-/// A write of several records at once.
-struct Job {
-    puts: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    durability: Durability,
-    done: Done,
-}
-
-/// The database with its writer and syncer threads; [`Store::close`] (or dropping it) closes
-/// them all.
+/// The database with its syncer thread; [`Store::close`] (or dropping it) closes both.
 pub struct Store {
     db: RwLock<Option<Arc<DB>>>,
-    writer: Mutex<Option<mpsc::Sender<Job>>>,
-    /// The writer, then the syncer: joined in that order at close.
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    syncs: Mutex<Option<mpsc::Sender<Option<Done>>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Store {
@@ -160,32 +152,19 @@ impl Store {
             reason: e.to_string(),
         })?;
         let db = Arc::new(db);
-        let (writer, jobs) = mpsc::channel();
-        let (syncs, synced) = mpsc::channel();
-        let spawn = |name: &str, work: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new()
-                .name(name.into())
-                .spawn(work)
-                .map_err(|e| FenceError::Open {
-                    path: dir.display().to_string(),
-                    reason: format!("cannot start the {name} thread: {e}"),
-                })
-        };
-        let (write_db, sync_db) = (db.clone(), db.clone());
-        let threads = vec![
-            spawn(
-                "fence-writer",
-                Box::new(move || write_loop(&write_db, &jobs, &syncs)),
-            )?,
-            spawn(
-                "fence-syncer",
-                Box::new(move || sync_loop(&sync_db, &synced)),
-            )?,
-        ];
+        let (syncs, requests) = mpsc::channel();
+        let sync_db = db.clone();
+        let syncer = std::thread::Builder::new()
+            .name("fence-syncer".into())
+            .spawn(move || sync_loop(&sync_db, &requests))
+            .map_err(|e| FenceError::Open {
+                path: dir.display().to_string(),
+                reason: format!("cannot start the syncer thread: {e}"),
+            })?;
         Ok(Self {
             db: RwLock::new(Some(db)),
-            writer: Mutex::new(Some(writer)),
-            threads: Mutex::new(threads),
+            syncs: Mutex::new(Some(syncs)),
+            syncer: Mutex::new(Some(syncer)),
         })
     }
 
@@ -194,28 +173,31 @@ impl Store {
         db.clone().ok_or(FenceError::Closed)
     }
 
-    fn send(&self, job: Job) -> Result<(), FenceError> {
-        let writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let writer = writer.as_ref().ok_or(FenceError::Closed)?;
-        writer.send(job).map_err(|_| FenceError::Closed)
+    /// Asks the syncer for a sync, to be told of through `done` if given.
+    fn request_sync(&self, done: Option<Done>) -> Result<(), FenceError> {
+        let syncs = self.syncs.lock().unwrap_or_else(PoisonError::into_inner);
+        let syncs = syncs.as_ref().ok_or(FenceError::Closed)?;
+        syncs.send(done).map_err(|_| FenceError::Closed)
     }
 
-    /// Writes what is queued, then closes the database; later calls fail with `Closed`.
+    /// Syncs what is written, then closes the database; later calls fail with `Closed`.
     pub fn close(&self) {
-        // Closing the queue ends the writer once it has written what was queued, which ends
-        // the syncer once it has synced that.
+        // Closing the queue ends the syncer once it has synced what was asked.
         drop(
-            self.writer
+            self.syncs
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take(),
         );
-        let threads =
-            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
-        for thread in threads {
-            if thread.join().is_err() {
-                tracing::error!("a fence thread panicked");
-            }
+        let syncer = self
+            .syncer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(syncer) = syncer
+            && syncer.join().is_err()
+        {
+            tracing::error!("the fence syncer thread panicked");
         }
         drop(
             self.db
@@ -276,26 +258,36 @@ impl Store {
         self.write_with(records, Durability::Synced).await
     }
 
-    /// Writes or deletes records and returns once they are readable (see [`Durability`]).
+    /// Writes or deletes records and returns once they are readable, or synced too (see
+    /// [`Durability`]).
     pub async fn write_with(
         &self,
         records: impl IntoIterator<Item = (&str, i64, Option<&Record>)>,
         durability: Durability,
     ) -> Result<(), FenceError> {
-        let puts = records
-            .into_iter()
-            .map(|(xid, branch_id, record)| (key(xid, branch_id), record.map(Record::encode)))
-            .collect();
-        let (done, written) = oneshot::channel();
-        self.send(Job {
-            puts,
-            durability,
-            done,
-        })?;
-        written
-            .await
-            .map_err(|_| FenceError::Closed)?
-            .map_err(FenceError::Write)
+        let mut batch = WriteBatch::default();
+        for (xid, branch_id, record) in records {
+            match record {
+                Some(record) => batch.put(key(xid, branch_id), record.encode()),
+                None => batch.delete(key(xid, branch_id)),
+            }
+        }
+        let mut unsynced = WriteOptions::default();
+        unsynced.set_sync(false);
+        self.db()?
+            .write_opt(batch, &unsynced)
+            .map_err(|e| FenceError::Write(e.to_string()))?;
+        match durability {
+            Durability::Visible => self.request_sync(None),
+            Durability::Synced => {
+                let (done, synced) = oneshot::channel();
+                self.request_sync(Some(done))?;
+                synced
+                    .await
+                    .map_err(|_| FenceError::Closed)?
+                    .map_err(FenceError::Write)
+            }
+        }
     }
 }
 
@@ -313,55 +305,12 @@ fn read_error(error: rocksdb::Error) -> FenceError {
     FenceError::Read(error.to_string())
 }
 
-/// Most jobs made durable by one fsync.
-const MAX_JOBS_PER_SYNC: usize = 1024;
-
-/// Writes queued jobs in one batch each round, answers those that only wait for the write,
-/// and hands the others (and the duty to sync) to the syncer.
-fn write_loop(db: &DB, jobs: &mpsc::Receiver<Job>, syncs: &mpsc::Sender<Vec<Done>>) {
-    let mut options = WriteOptions::default();
-    options.set_sync(false);
-    while let Ok(first) = jobs.recv() {
-        let mut batch = WriteBatch::default();
-        let mut group = Vec::new();
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            for (key, value) in &job.puts {
-                match value {
-                    Some(value) => batch.put(key, value),
-                    None => batch.delete(key),
-                }
-            }
-            group.push((job.durability, job.done));
-            if group.len() < MAX_JOBS_PER_SYNC {
-                next = jobs.try_recv().ok();
-            }
-        }
-        if let Err(error) = db.write_opt(batch, &options) {
-            tracing::error!(%error, "fence write failed");
-            for (_, done) in group {
-                let _ = done.send(Err(error.to_string()));
-            }
-            continue;
-        }
-        let mut waiting_for_sync = Vec::new();
-        for (durability, done) in group {
-            match durability {
-                Durability::Visible => drop(done.send(Ok(()))),
-                Durability::Synced => waiting_for_sync.push(done),
-            }
-        }
-        // Only fails once the syncer is gone, which happens after this loop ends.
-        let _ = syncs.send(waiting_for_sync);
-    }
-}
-
-/// Makes everything written so far durable with one WAL fsync per round, then answers those
-/// waiting for it.
-fn sync_loop(db: &DB, syncs: &mpsc::Receiver<Vec<Done>>) {
-    while let Ok(first) = syncs.recv() {
+/// Makes everything written so far durable with one WAL fsync per round (every request queued
+/// meanwhile shares it), then tells those waiting.
+fn sync_loop(db: &DB, requests: &mpsc::Receiver<Option<Done>>) {
+    while let Ok(first) = requests.recv() {
         let waiting: Vec<Done> = std::iter::once(first)
-            .chain(syncs.try_iter())
+            .chain(requests.try_iter())
             .flatten()
             .collect();
         let result = db.flush_wal(true).map_err(|e| e.to_string());
