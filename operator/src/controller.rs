@@ -1,15 +1,16 @@
-//! The reconciler: read → validate → build → server-side apply → status, behind a finalizer,
-//! with an Event for each lifecycle action.
+//! The reconciler: validate → read (StatefulSet, pods, the group's view) → decide the one
+//! next membership step → build → server-side apply → the step's membership call → status,
+//! behind a finalizer, with an Event for each lifecycle action and each step.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::finalizer::{self, finalizer};
@@ -20,9 +21,12 @@ use serde_json::json;
 use txmesh_crds::TransactionCoordinator;
 use txmesh_crds::v1alpha1::Phase;
 
+use crate::admin::{AdminClient, AdminError, Change, ClusterView};
 use crate::build::{
     self, ADMIN_TOKEN_KEY, BuildConfig, BuildError, Desired, service_monitor_resource,
 };
+use crate::membership::{self, Call, Observed, PodState, Report, SetState};
+use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
 
 /// The field manager of everything the operator applies, and the finalizer's prefix.
@@ -54,6 +58,9 @@ pub enum Error {
     /// The operating system gave no randomness for a new admin token.
     #[error("cannot generate the admin token: {0}")]
     Random(getrandom::Error),
+    /// The pods' names do not say their ordinals (not this operator's StatefulSet).
+    #[error("pod {0} has no ordinal")]
+    PodOrdinal(String),
     /// The finalizer machinery failed.
     #[error("finalizer: {0}")]
     Finalizer(#[source] Box<finalizer::Error<Error>>),
@@ -72,6 +79,41 @@ pub struct Context {
     pub recorder: Recorder,
     /// Cluster settings for the build functions.
     pub build: BuildConfig,
+    /// Counts and times reconciles.
+    pub metrics: Arc<Metrics>,
+    /// Where a test double of the coordinators listens.
+    #[cfg(test)]
+    admin_route: Option<std::net::SocketAddr>,
+}
+
+impl Context {
+    /// The context of a reconciler that talks to the API server with `client`.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        build: BuildConfig,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            build,
+            metrics,
+            #[cfg(test)]
+            admin_route: None,
+        }
+    }
+
+    /// A client of a group's admin API with its token.
+    fn admin(&self, tc: &TransactionCoordinator, token: String) -> AdminClient {
+        // A change commits within 10 s; a transfer settles within its bound.
+        let timeout = build::leadership_transfer_bound(tc).max(Duration::from_secs(10))
+            + Duration::from_secs(5);
+        let client = AdminClient::new(token, timeout);
+        #[cfg(test)]
+        let client = client.routed(self.admin_route);
+        client
+    }
 }
 
 /// Reconciles one TransactionCoordinator.
@@ -79,18 +121,21 @@ pub async fn reconcile(
     tc: Arc<TransactionCoordinator>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let timer = ctx.metrics.reconcile_started();
     let namespace = tc
         .namespace()
         .ok_or(Error::Build(BuildError::MissingMetadata("namespace")))?;
     let api: Api<TransactionCoordinator> = Api::namespaced(ctx.client.clone(), &namespace);
-    finalizer(&api, FINALIZER, tc, |event| async {
+    let result = finalizer(&api, FINALIZER, tc, |event| async {
         match event {
             finalizer::Event::Apply(tc) => apply(&tc, &ctx, &api).await,
             finalizer::Event::Cleanup(tc) => cleanup(&tc, &ctx).await,
         }
     })
     .await
-    .map_err(|error| Error::Finalizer(Box::new(error)))
+    .map_err(|error| Error::Finalizer(Box::new(error)));
+    ctx.metrics.reconcile_finished(timer, result.is_ok());
+    result
 }
 
 /// After a failure: try again after a back-off, never at once.
@@ -119,26 +164,36 @@ async fn apply(
         patch_status(api, tc, &Outcome::Paused).await?;
         return Ok(Action::requeue(SETTLED_REQUEUE));
     }
-    let desired = match build::desired(tc, &ctx.build) {
-        Ok(desired) => desired,
-        Err(BuildError::InvalidSpec(error)) => {
-            let message = error.to_string();
-            publish(
-                ctx,
-                tc,
-                EventType::Warning,
-                "InvalidSpec",
-                "Validate",
-                message.clone(),
-            )
-            .await?;
-            patch_status(api, tc, &Outcome::InvalidSpec(message)).await?;
-            // Only a spec change can help: wait for it rather than retry.
-            return Ok(Action::await_change());
-        }
-        Err(error) => return Err(Error::Build(error)),
-    };
-    let stateful_set = match apply_objects(tc, ctx, desired).await {
+    if let Err(error) = build::validate(tc) {
+        let message = error.to_string();
+        publish(
+            ctx,
+            tc,
+            EventType::Warning,
+            "InvalidSpec",
+            "Validate",
+            message.clone(),
+        )
+        .await?;
+        patch_status(api, tc, &Outcome::InvalidSpec(message)).await?;
+        // Only a spec change can help: wait for it rather than retry.
+        return Ok(Action::await_change());
+    }
+    let namespace = tc
+        .namespace()
+        .ok_or(Error::Build(BuildError::MissingMetadata("namespace")))?;
+    let seen = observe(tc, ctx, &namespace).await?;
+    let template_hash = build::template_hash(tc, &ctx.build).map_err(Error::Build)?;
+    let decision = membership::decide(&Observed {
+        replicas: tc.spec.replicas,
+        name: &tc.name_any(),
+        set: seen.set.as_ref(),
+        template_hash: &template_hash,
+        pods: &seen.pods,
+        view: seen.view.as_ref(),
+    });
+    let desired = build::desired(tc, &ctx.build, decision.pods).map_err(Error::Build)?;
+    let stateful_set = match apply_objects(tc, ctx, desired, &seen.token).await {
         Ok(stateful_set) => stateful_set,
         Err(error) => {
             let message = error.to_string();
@@ -168,8 +223,35 @@ async fn apply(
         );
         publish(ctx, tc, EventType::Normal, reason, "Apply", note).await?;
     }
+    let report = match (decision.change, &seen.view) {
+        (Some(call), Some(view)) => {
+            let admin = ctx.admin(tc, seen.token.clone());
+            membership_call(tc, ctx, &admin, view, call, &decision.report).await?
+        }
+        _ => decision.report.clone(),
+    };
+    if decision.resized
+        && let Report::Progressing { reason, message } = &report
+    {
+        publish(ctx, tc, EventType::Normal, reason, "Scale", message.clone()).await?;
+    }
+    if let Report::Blocked { reason, message } = &report
+        && status::is_new_blocker(tc, reason, message)
+    {
+        publish(
+            ctx,
+            tc,
+            EventType::Warning,
+            reason,
+            "Membership",
+            message.clone(),
+        )
+        .await?;
+    }
     let outcome = Outcome::Applied {
         stateful_set: &stateful_set,
+        view: seen.view.as_ref(),
+        report: &report,
         client_endpoint: build::client_endpoint(tc, &ctx.build).map_err(Error::Build)?,
         selector: build::pod_selector(tc).map_err(Error::Build)?,
     };
@@ -180,19 +262,193 @@ async fn apply(
     })
 }
 
+/// What a reconcile reads before deciding.
+struct Seen {
+    set: Option<SetState>,
+    pods: Vec<PodState>,
+    view: Option<ClusterView>,
+    token: String,
+}
+
+/// Reads the StatefulSet, its pods, the admin token and (once the group exists) its view.
+async fn observe(
+    tc: &TransactionCoordinator,
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Seen, Error> {
+    let name = tc.name_any();
+    let client = &ctx.client;
+    let stateful_set = Api::<StatefulSet>::namespaced(client.clone(), namespace)
+        .get_opt(&name)
+        .await
+        .map_err(kube_error(format!("read StatefulSet {name}")))?;
+    let token = admin_token(client, tc, namespace).await?;
+    let Some(stateful_set) = stateful_set else {
+        return Ok(Seen {
+            set: None,
+            pods: Vec::new(),
+            view: None,
+            token,
+        });
+    };
+    let set = set_state(&stateful_set);
+    let selector = build::pod_selector(tc).map_err(Error::Build)?;
+    let pods = Api::<Pod>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(kube_error(format!("list the pods of {name}")))?
+        .items
+        .iter()
+        .map(|pod| pod_state(&name, pod))
+        .collect::<Result<Vec<_>, _>>()?;
+    let addresses = build::admin_addresses(tc, &ctx.build, set.replicas).map_err(Error::Build)?;
+    let view = match ctx.admin(tc, token.clone()).view(&addresses).await {
+        Ok(view) => Some(view),
+        Err(error) => {
+            tracing::debug!(%error, "no coordinator answered");
+            None
+        }
+    };
+    Ok(Seen {
+        set: Some(set),
+        pods,
+        view,
+        token,
+    })
+}
+
+fn set_state(stateful_set: &StatefulSet) -> SetState {
+    let spec = &stateful_set.spec;
+    let status = stateful_set.status.as_ref();
+    // The revision is current only once the controller has seen the latest spec.
+    let current = status.and_then(|s| s.observed_generation) == stateful_set.metadata.generation;
+    SetState {
+        replicas: spec.replicas.unwrap_or(1),
+        partition: spec
+            .update_strategy
+            .as_ref()
+            .and_then(|s| s.rolling_update.as_ref()?.partition)
+            .unwrap_or(0),
+        template_hash: stateful_set
+            .annotations()
+            .get(build::TEMPLATE_HASH_ANNOTATION)
+            .cloned(),
+        update_revision: status
+            .and_then(|s| s.update_revision.clone())
+            .filter(|_| current),
+    }
+}
+
+fn pod_state(set_name: &str, pod: &Pod) -> Result<PodState, Error> {
+    let name = pod.name_any();
+    let ordinal = name
+        .strip_prefix(set_name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .and_then(|ordinal| ordinal.parse().ok())
+        .ok_or_else(|| Error::PodOrdinal(name.clone()))?;
+    let status = pod.status.as_ref();
+    let terminating = pod.metadata.deletion_timestamp.is_some();
+    let started = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .is_some_and(|containers| containers.iter().any(|c| c.started == Some(true)));
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == "Ready" && c.status == "True")
+        });
+    Ok(PodState {
+        ordinal,
+        started: started && !terminating,
+        ready: ready && !terminating,
+        revision: pod.labels().get("controller-revision-hash").cloned(),
+    })
+}
+
+/// Makes a membership change on the leader, with an Event; a refusal becomes what to report.
+async fn membership_call(
+    tc: &TransactionCoordinator,
+    ctx: &Context,
+    admin: &AdminClient,
+    view: &ClusterView,
+    call: Call,
+    planned: &Report,
+) -> Result<Report, Error> {
+    let (change, action) = match call {
+        Call::AddLearner(ordinal) => (
+            Change::AddLearner {
+                id: membership::node_id(ordinal),
+                address: build::raft_address(tc, &ctx.build, ordinal).map_err(Error::Build)?,
+            },
+            "AddLearner",
+        ),
+        Call::Promote(ordinal) => (Change::Promote(membership::node_id(ordinal)), "Promote"),
+        Call::TransferLeadership(ordinal) => (
+            Change::TransferLeadership(membership::node_id(ordinal)),
+            "TransferLeadership",
+        ),
+        Call::Remove(ordinal) => (Change::Remove(membership::node_id(ordinal)), "RemoveMember"),
+    };
+    let (reason, message) = match planned {
+        Report::Progressing { reason, message } => (*reason, message.clone()),
+        _ => ("Membership", format!("{change:?}")),
+    };
+    let leader = view
+        .leader_admin_address
+        .clone()
+        .or_else(|| {
+            let ordinal = i32::try_from(view.leader_id?.checked_sub(1)?).ok()?;
+            let addresses = build::admin_addresses(tc, &ctx.build, ordinal + 1).ok()?;
+            addresses.last().cloned()
+        })
+        .unwrap_or_default();
+    match admin.change(&leader, &change).await {
+        Ok(_) => {
+            publish(ctx, tc, EventType::Normal, reason, action, message.clone()).await?;
+            Ok(Report::Progressing { reason, message })
+        }
+        Err(error) => {
+            tracing::info!(%error, ?change, "membership change not made");
+            Ok(refused(reason, &message, &error))
+        }
+    }
+}
+
+/// What to report when a membership change was not made: a retry for what passes by itself
+/// (another change under way, a learner still catching up, an election), a blocker otherwise.
+fn refused(reason: &'static str, message: &str, error: &AdminError) -> Report {
+    match error.code() {
+        Some("Busy" | "NotCaughtUp" | "NotLeader" | "Timeout" | "TransferWentElsewhere") => {
+            Report::Progressing {
+                reason,
+                message: format!("{message}: not yet ({error}); retrying"),
+            }
+        }
+        Some("WouldLoseQuorum") => Report::Blocked {
+            reason: "QuorumAtRisk",
+            message: format!("{message}: refused ({error})"),
+        },
+        _ => Report::Blocked {
+            reason: "MembershipChangeFailed",
+            message: format!("{message}: {error}"),
+        },
+    }
+}
+
 /// Server-side applies every object; returns the StatefulSet as applied.
 async fn apply_objects(
     tc: &TransactionCoordinator,
     ctx: &Context,
     desired: Desired,
+    token: &str,
 ) -> Result<StatefulSet, Error> {
     let namespace = desired
         .stateful_set
         .namespace()
         .ok_or(Error::Build(BuildError::MissingMetadata("namespace")))?;
     let client = &ctx.client;
-    let secret = build::admin_token_secret(tc, &admin_token(client, tc, &namespace).await?)
-        .map_err(Error::Build)?;
+    let secret = build::admin_token_secret(tc, token).map_err(Error::Build)?;
     apply_object(
         &Api::<Secret>::namespaced(client.clone(), &namespace),
         &secret,

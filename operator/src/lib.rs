@@ -5,8 +5,11 @@
 //! tests and validated against the Kubernetes schemas); [`controller`] reconciles: read →
 //! validate → build → server-side apply → status ([`status`]), with a finalizer and Events.
 
+pub mod admin;
 pub mod build;
 pub mod controller;
+pub mod membership;
+pub mod metrics;
 pub mod status;
 
 use std::future::Future;
@@ -76,11 +79,13 @@ pub async fn run(
             instance: config.instance.clone(),
         },
     );
-    let context = Arc::new(Context {
-        client: client.clone(),
+    let metrics = Arc::new(metrics::Metrics::default());
+    let context = Arc::new(Context::new(
+        client.clone(),
         recorder,
-        build: config.build.clone(),
-    });
+        config.build.clone(),
+        metrics,
+    ));
     // Only the objects this operator made: no cache of every Secret in the cluster.
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=txmesh-operator");
     // The controller wants a shutdown trigger that is also Sync; a channel makes one.

@@ -1,15 +1,19 @@
 //! The status the operator reports: pure functions from what it saw to the
 //! `TransactionCoordinatorStatus`, so each outcome is tested without an API server.
 //!
-//! Conditions: `Available` (every coordinator a caught-up member), `Progressing` (the operator
-//! or the StatefulSet is still changing something; its reason says what) and `Degraded`
-//! (something needs the user; its message says what). Membership steps add their own
-//! `Progressing` reasons (a learner joining, a leader moving) and `Degraded` blockers.
+//! Conditions: `Available` (every coordinator a caught-up member, a leader known),
+//! `Progressing` (a membership or rollout step is under way; its reason says which, its message
+//! which pod) and `Degraded` (something needs the user, or a step would be unsafe: its reason
+//! names the blocker, its message what would unblock it).
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use txmesh_crds::TransactionCoordinator;
-use txmesh_crds::v1alpha1::{Phase, TransactionCoordinatorStatus};
+use txmesh_crds::v1alpha1::{Member, MemberRole, Phase, TransactionCoordinatorStatus};
+
+use crate::admin::{ClusterView, Role};
+use crate::build;
+use crate::membership::Report;
 
 /// Condition type: every coordinator is a caught-up member.
 pub const AVAILABLE: &str = "Available";
@@ -21,10 +25,14 @@ pub const DEGRADED: &str = "Degraded";
 /// What the latest reconcile achieved.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome<'a> {
-    /// The objects were applied; the StatefulSet as the API server returned it.
+    /// The objects were applied and a membership step taken or awaited.
     Applied {
-        /// The applied StatefulSet.
+        /// The applied StatefulSet, as the API server returned it.
         stateful_set: &'a StatefulSet,
+        /// The group's view, if a coordinator answered.
+        view: Option<&'a ClusterView>,
+        /// What the step reports.
+        report: &'a Report,
         /// The Seata client endpoint.
         client_endpoint: String,
         /// The pods' label selector.
@@ -64,40 +72,29 @@ pub fn status(
     match outcome {
         Outcome::Applied {
             stateful_set,
+            view,
+            report,
             client_endpoint,
             selector,
         } => {
             let wanted = tc.spec.replicas;
             let sts = stateful_set.status.clone().unwrap_or_default();
             let ready = sts.ready_replicas.unwrap_or(0);
-            let rolled_out = sts.observed_generation == stateful_set.metadata.generation
-                && sts.update_revision.is_some()
-                && sts.update_revision == sts.current_revision
-                && sts.updated_replicas.unwrap_or(0) == wanted;
-            let progress = if sts.replicas != wanted {
-                Some((
-                    "Scaling",
-                    format!("{} of {wanted} coordinators exist", sts.replicas),
-                ))
-            } else if !rolled_out {
-                Some((
-                    "RollingOut",
-                    format!(
-                        "{} of {wanted} coordinators run the current pod template",
-                        sts.updated_replicas.unwrap_or(0)
-                    ),
-                ))
-            } else if ready < wanted {
-                Some((
+            let leader = view.and_then(|view| view.leader_id);
+            match report {
+                Report::Progressing { reason, message } => {
+                    set(PROGRESSING, true, reason, message.clone());
+                }
+                Report::Blocked { reason, message } => {
+                    set(PROGRESSING, false, reason, message.clone());
+                }
+                Report::Settled if ready < wanted => set(
+                    PROGRESSING,
+                    true,
                     "Joining",
                     format!("{ready} of {wanted} coordinators are ready"),
-                ))
-            } else {
-                None
-            };
-            match progress {
-                Some((reason, message)) => set(PROGRESSING, true, reason, message),
-                None => set(
+                ),
+                Report::Settled => set(
                     PROGRESSING,
                     false,
                     "UpToDate",
@@ -107,7 +104,7 @@ pub fn status(
                     ),
                 ),
             }
-            let available = ready == wanted && wanted > 0;
+            let available = ready == wanted && wanted > 0 && leader.is_some();
             set(
                 AVAILABLE,
                 available,
@@ -116,16 +113,28 @@ pub fn status(
                 } else {
                     "MembersNotReady"
                 },
-                format!("{ready} of {wanted} coordinators are caught-up members"),
+                match leader {
+                    Some(_) => format!("{ready} of {wanted} coordinators are caught-up members"),
+                    None => {
+                        format!("{ready} of {wanted} coordinators are ready; no leader is known")
+                    }
+                },
             );
-            set(
-                DEGRADED,
-                false,
-                "AsExpected",
-                "Nothing needs attention".into(),
-            );
+            match report {
+                Report::Blocked { reason, message } => {
+                    set(DEGRADED, true, reason, message.clone());
+                }
+                _ => set(
+                    DEGRADED,
+                    false,
+                    "AsExpected",
+                    "Nothing needs attention".into(),
+                ),
+            }
             status.replicas = sts.replicas;
             status.ready_replicas = ready;
+            status.leader = leader.and_then(|id| pod_of(tc, id));
+            status.members = members(tc, *view);
             status.client_endpoint = Some(client_endpoint.clone());
             status.selector = Some(selector.clone());
         }
@@ -152,6 +161,32 @@ pub fn status(
     }
     status.phase = Some(phase(&status, matches!(outcome, Outcome::Paused)));
     status
+}
+
+/// The pod of node `id` (ordinal + 1).
+fn pod_of(tc: &TransactionCoordinator, id: u64) -> Option<String> {
+    let ordinal = i32::try_from(id.checked_sub(1)?).ok()?;
+    Some(build::pod_name(tc, ordinal))
+}
+
+/// The members as the view lists them; caught up only as far as the leader knows.
+fn members(tc: &TransactionCoordinator, view: Option<&ClusterView>) -> Vec<Member> {
+    let members = view.map(|view| view.members.as_slice()).unwrap_or_default();
+    members
+        .iter()
+        .filter_map(|member| {
+            Some(Member {
+                name: pod_of(tc, member.id)?,
+                id: i64::try_from(member.id).ok()?,
+                role: match member.role {
+                    Role::Leader => MemberRole::Leader,
+                    Role::Follower => MemberRole::Follower,
+                    Role::Learner => MemberRole::Learner,
+                },
+                caught_up: member.caught_up == Some(true),
+            })
+        })
+        .collect()
 }
 
 /// The one-word summary: paused, else degraded, else progressing, else available.
@@ -184,6 +219,14 @@ fn set_condition(conditions: &mut Vec<Condition>, mut condition: Condition) {
         }
         None => conditions.push(condition),
     }
+}
+
+/// Whether the status does not show this blocker yet (so its Warning is published once).
+pub fn is_new_blocker(tc: &TransactionCoordinator, reason: &str, message: &str) -> bool {
+    let conditions = tc.status.as_ref().map(|s| s.conditions.as_slice());
+    !conditions.unwrap_or_default().iter().any(|c| {
+        c.type_ == DEGRADED && c.status == "True" && c.reason == reason && c.message == message
+    })
 }
 
 /// Whether this generation of the spec has not been reported on yet.

@@ -4,11 +4,15 @@
 
 use txmesh_coordinator::CoordinatorConfig;
 use txmesh_crds::TransactionCoordinator;
-use txmesh_operator::build::{BuildConfig, CONFIG_FILE, desired};
+use txmesh_operator::build::{BuildConfig, CONFIG_FILE, Pods, desired, raft_address};
 
 fn coordinator_config(resource: &str) -> CoordinatorConfig {
     let tc: TransactionCoordinator = serde_yaml::from_str(resource).expect("resource parses");
-    let objects = desired(&tc, &BuildConfig::default()).expect("resource builds");
+    config_for(&tc, Pods::initial(&tc))
+}
+
+fn config_for(tc: &TransactionCoordinator, pods: Pods) -> CoordinatorConfig {
+    let objects = desired(tc, &BuildConfig::default(), pods).expect("resource builds");
     let data = objects.config_map.data.expect("config map data");
     CoordinatorConfig::from_toml(&data[CONFIG_FILE]).expect("the coordinator accepts it")
 }
@@ -50,4 +54,30 @@ fn peers_are_every_pod_by_fully_qualified_name() {
     );
     assert_eq!(config.seata_addr.port(), 18091);
     assert_eq!(config.raft.group, "orders");
+}
+
+#[test]
+fn a_pod_added_by_scaling_waits_to_join_and_is_known_by_its_peer_address() {
+    let tc: TransactionCoordinator = serde_yaml::from_str(
+        "metadata: {name: tc, namespace: payments, uid: u1}\nspec: {image: txmesh:1}\n",
+    )
+    .expect("resource parses");
+    for replicas in 2..=9 {
+        let newest = replicas - 1;
+        let config = config_for(
+            &tc,
+            Pods {
+                replicas,
+                partition: 0,
+            },
+        );
+        // The coordinator founds a group only as the lowest id of its peers: pod 0 is.
+        let founder = config.voters().iter().map(|peer| peer.id).min();
+        assert_eq!(founder, Some(1), "{replicas} pods");
+        // The learner the operator adds has the address the peers give that pod.
+        let peer = config.peers.last().expect("peers");
+        assert_eq!(peer.id, u64::try_from(newest + 1).expect("id"));
+        let address = raft_address(&tc, &BuildConfig::default(), newest).expect("address");
+        assert_eq!(peer.addr, address);
+    }
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde::Serialize;
 use txmesh_crds::TransactionCoordinator;
-use txmesh_operator::build::{BuildConfig, admin_token_secret, desired};
+use txmesh_operator::build::{BuildConfig, Pods, admin_token_secret, desired};
 
 /// The Kubernetes version the objects must be valid for: the oldest the operator supports.
 const KUBERNETES_VERSION: &str = "1.30.0";
@@ -45,7 +45,8 @@ fn build(fixture: &str) -> String {
     let path = dir("fixtures").join(format!("{fixture}.yaml"));
     let text = std::fs::read_to_string(&path).expect("fixture");
     let tc: TransactionCoordinator = serde_yaml::from_str(&text).expect("fixture parses");
-    let objects = desired(&tc, &BuildConfig::default()).expect("fixture builds");
+    let objects =
+        desired(&tc, &BuildConfig::default(), Pods::initial(&tc)).expect("fixture builds");
     let mut out = format!(
         "# Built from tests/fixtures/{fixture}.yaml; regenerate with\n\
          # TXMESH_BLESS=1 cargo test -p txmesh-operator --test golden\n"

@@ -71,19 +71,20 @@ struct PeerToml {
     addr: String,
 }
 
-/// The coordinator configuration, with or without the peers.
-pub(super) fn coordinator_toml(target: &Target, with_peers: bool) -> Result<String, BuildError> {
+/// The coordinator configuration, with the peers of `replicas` pods (none: `0`).
+///
+/// The peers only matter to a pod with an empty volume: the lowest id (pod 0) founds the group
+/// with them, any other waits to be contacted. Pod 0 is in every list and is never removed,
+/// so a pod added by scaling up never founds a group of its own: it joins as a learner.
+pub(super) fn coordinator_toml(target: &Target, replicas: i32) -> Result<String, BuildError> {
     let spec = &target.tc.spec;
-    let peers = match with_peers {
+    let peers = (0..replicas)
         // Node ids are ordinal + 1 (`--node-id-from-hostname`).
-        true => (0..spec.replicas)
-            .map(|ordinal| PeerToml {
-                id: ordinal + 1,
-                addr: format!("{}:{RAFT_PORT}", target.pod_host(ordinal)),
-            })
-            .collect(),
-        false => Vec::new(),
-    };
+        .map(|ordinal| PeerToml {
+            id: ordinal + 1,
+            addr: target.raft_address(ordinal),
+        })
+        .collect();
     let config = CoordinatorToml {
         data_dir: DATA_DIR,
         seata_addr: format!("0.0.0.0:{}", spec.seata.port),
@@ -116,10 +117,10 @@ pub(super) fn coordinator_toml(target: &Target, with_peers: bool) -> Result<Stri
 
 /// Seata client settings for the raft registry: every coordinator's admin endpoint, and each
 /// transaction service group mapped to this group.
-fn client_properties(target: &Target) -> String {
+fn client_properties(target: &Target, replicas: i32) -> String {
     let spec = &target.tc.spec;
-    let servers: Vec<String> = (0..spec.replicas)
-        .map(|ordinal| format!("{}:{HTTP_PORT}", target.pod_host(ordinal)))
+    let servers: Vec<String> = (0..replicas)
+        .map(|ordinal| target.admin_address(ordinal))
         .collect();
     let mut text = format!(
         "registry.type=raft\nregistry.raft.serverAddr={}\n",
@@ -132,12 +133,13 @@ fn client_properties(target: &Target) -> String {
     text
 }
 
-pub(super) fn config_map(target: &Target) -> Result<ConfigMap, BuildError> {
+/// The ConfigMap for a StatefulSet of `replicas` pods.
+pub(super) fn config_map(target: &Target, replicas: i32) -> Result<ConfigMap, BuildError> {
     Ok(ConfigMap {
         metadata: target.metadata(target.config_map_name()),
         data: Some(BTreeMap::from([
-            (CONFIG_FILE.to_owned(), coordinator_toml(target, true)?),
-            (CLIENT_FILE.to_owned(), client_properties(target)),
+            (CONFIG_FILE.to_owned(), coordinator_toml(target, replicas)?),
+            (CLIENT_FILE.to_owned(), client_properties(target, replicas)),
         ])),
         ..ConfigMap::default()
     })

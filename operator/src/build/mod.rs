@@ -20,8 +20,8 @@ use txmesh_crds::TransactionCoordinator;
 
 pub use config::CONFIG_FILE;
 pub use services::service_monitor_resource;
-pub use statefulset::CONFIG_HASH_ANNOTATION;
-pub use validate::SpecError;
+pub use statefulset::{CONFIG_HASH_ANNOTATION, TEMPLATE_HASH_ANNOTATION, template_hash};
+pub use validate::{SpecError, validate};
 
 /// Port of the Raft peer gRPC service.
 pub const RAFT_PORT: i32 = 9091;
@@ -57,6 +57,9 @@ pub enum BuildError {
     /// The coordinator configuration did not serialize.
     #[error("cannot render the coordinator configuration: {0}")]
     Config(#[from] toml::ser::Error),
+    /// The pod template did not serialize (for its hash).
+    #[error("cannot hash the pod template: {0}")]
+    Template(#[source] serde_json::Error),
 }
 
 /// Everything a `TransactionCoordinator` runs on, except the admin token Secret (see
@@ -77,13 +80,39 @@ pub struct Desired {
     pub service_monitor: Option<DynamicObject>,
 }
 
-/// Builds the objects of a valid resource read from the API server.
-pub fn desired(tc: &TransactionCoordinator, build: &BuildConfig) -> Result<Desired, BuildError> {
+/// How many pods the StatefulSet runs, and from which ordinal on they are updated to the
+/// current pod template. The membership steps move these one pod at a time; only a new group
+/// starts with every pod at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pods {
+    /// The StatefulSet's replicas.
+    pub replicas: i32,
+    /// Its `updateStrategy.rollingUpdate.partition`: pods with a lower ordinal keep their
+    /// template.
+    pub partition: i32,
+}
+
+impl Pods {
+    /// A new group: every coordinator the spec asks for, founded together from the peers.
+    pub fn initial(tc: &TransactionCoordinator) -> Self {
+        Self {
+            replicas: tc.spec.replicas,
+            partition: 0,
+        }
+    }
+}
+
+/// Builds the objects of a valid resource read from the API server, running `pods`.
+pub fn desired(
+    tc: &TransactionCoordinator,
+    build: &BuildConfig,
+    pods: Pods,
+) -> Result<Desired, BuildError> {
     validate::validate(tc)?;
     let target = Target::new(tc, build)?;
-    let config_map = config::config_map(&target)?;
+    let config_map = config::config_map(&target, pods.replicas)?;
     Ok(Desired {
-        stateful_set: statefulset::stateful_set(&target)?,
+        stateful_set: statefulset::stateful_set(&target, pods)?,
         config_map,
         peer_service: services::peer_service(&target),
         client_service: services::client_service(&target),
@@ -194,7 +223,17 @@ impl<'a> Target<'a> {
 
     /// The fully qualified DNS name of the pod with `ordinal`.
     fn pod_host(&self, ordinal: i32) -> String {
-        format!("{}-{ordinal}.{}", self.name, self.peer_domain())
+        format!("{}.{}", pod_name(self.tc, ordinal), self.peer_domain())
+    }
+
+    /// `host:port` of the pod's Raft service.
+    fn raft_address(&self, ordinal: i32) -> String {
+        format!("{}:{RAFT_PORT}", self.pod_host(ordinal))
+    }
+
+    /// `host:port` of the pod's admin API.
+    fn admin_address(&self, ordinal: i32) -> String {
+        format!("{}:{HTTP_PORT}", self.pod_host(ordinal))
     }
 
     /// The headless Service's domain, under which every pod has its name.
@@ -222,6 +261,49 @@ pub fn client_endpoint(
     build: &BuildConfig,
 ) -> Result<String, BuildError> {
     Ok(Target::new(tc, build)?.client_endpoint())
+}
+
+/// The Raft address (`host:port`, fully qualified) of the pod with `ordinal`: the address its
+/// membership entry has, in the peers and when it joins as a learner.
+pub fn raft_address(
+    tc: &TransactionCoordinator,
+    build: &BuildConfig,
+    ordinal: i32,
+) -> Result<String, BuildError> {
+    Ok(Target::new(tc, build)?.raft_address(ordinal))
+}
+
+/// The admin API addresses to read the group's view from: the client Service (ready pods),
+/// then each of `replicas` pods by name (also when none is ready).
+pub fn admin_addresses(
+    tc: &TransactionCoordinator,
+    build: &BuildConfig,
+    replicas: i32,
+) -> Result<Vec<String>, BuildError> {
+    let target = Target::new(tc, build)?;
+    let service = format!(
+        "{}.{}.svc.{}:{HTTP_PORT}",
+        target.name, target.namespace, target.cluster_domain
+    );
+    let pods = (0..replicas).map(|ordinal| target.admin_address(ordinal));
+    Ok(std::iter::once(service).chain(pods).collect())
+}
+
+/// How long a leadership transfer may take to settle on the coordinator:
+/// `max(5 s, 10 × election timeout max)`.
+pub fn leadership_transfer_bound(tc: &TransactionCoordinator) -> std::time::Duration {
+    let millis = tc
+        .spec
+        .raft
+        .election_timeout_max_ms
+        .saturating_mul(10)
+        .max(5_000);
+    std::time::Duration::from_millis(u64::try_from(millis).unwrap_or(u64::MAX))
+}
+
+/// The name of the pod with `ordinal`.
+pub fn pod_name(tc: &TransactionCoordinator, ordinal: i32) -> String {
+    format!("{}-{ordinal}", tc.name_any())
 }
 
 /// The label selector of a resource's pods, as the scale subresource wants it.

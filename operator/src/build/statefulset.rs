@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{
-    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-    StatefulSetUpdateStrategy,
+    RollingUpdateStatefulSetStrategy, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Affinity, Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
@@ -17,26 +17,43 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::config::{VOLUME_DIR, coordinator_toml};
-use super::{ADMIN_TOKEN_KEY, BuildError, CONFIG_FILE, HTTP_PORT, RAFT_PORT, Target};
+use super::{ADMIN_TOKEN_KEY, BuildError, CONFIG_FILE, HTTP_PORT, Pods, RAFT_PORT, Target};
 
 /// Annotation on the pod template: a hash of the configuration without the peers, so a
 /// tuning change rolls the pods and a replica change does not.
 pub const CONFIG_HASH_ANNOTATION: &str = "txmesh.io/config-hash";
+
+/// Annotation on the StatefulSet: a hash of the pod template it was last given. When the
+/// template about to be applied hashes differently, a rollout starts with every pod held back
+/// (the partition at the replica count) and the membership steps move it one pod at a time.
+pub const TEMPLATE_HASH_ANNOTATION: &str = "txmesh.io/template-hash";
 
 const CONFIG_DIR: &str = "/etc/txmesh";
 const ADMIN_TOKEN_DIR: &str = "/var/run/secrets/txmesh";
 /// The non-root user and group the coordinator runs as (the distroless `nonroot` ids).
 const USER_ID: i64 = 65532;
 
-pub(super) fn stateful_set(target: &Target) -> Result<StatefulSet, BuildError> {
-    let spec = &target.tc.spec;
-    let config_hash = fnv1a(coordinator_toml(target, false)?.as_bytes());
+/// The hash of the pod template a resource's StatefulSet gets (hex).
+pub fn template_hash(
+    tc: &txmesh_crds::TransactionCoordinator,
+    build: &super::BuildConfig,
+) -> Result<String, BuildError> {
+    hash_of(&pod_template(&Target::new(tc, build)?)?)
+}
 
-    // The user's pod labels and annotations first: the operator's own win on a clash.
-    let mut pod_labels = spec.pod.labels.clone();
-    pod_labels.extend(target.labels());
-    let mut pod_annotations = spec.pod.annotations.clone();
-    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), format!("{config_hash:016x}"));
+fn hash_of(template: &PodTemplateSpec) -> Result<String, BuildError> {
+    let json = serde_json::to_vec(template).map_err(BuildError::Template)?;
+    Ok(format!("{:016x}", fnv1a(&json)))
+}
+
+pub(super) fn stateful_set(target: &Target, pods: Pods) -> Result<StatefulSet, BuildError> {
+    let spec = &target.tc.spec;
+    let template = pod_template(target)?;
+    let mut metadata = target.metadata(target.name.clone());
+    metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.into(),
+        hash_of(&template)?,
+    )]));
 
     let claim = PersistentVolumeClaim {
         metadata: ObjectMeta {
@@ -60,16 +77,20 @@ pub(super) fn stateful_set(target: &Target) -> Result<StatefulSet, BuildError> {
     };
 
     Ok(StatefulSet {
-        metadata: target.metadata(target.name.clone()),
+        metadata,
         spec: StatefulSetSpec {
-            replicas: Some(spec.replicas),
+            replicas: Some(pods.replicas),
             service_name: Some(target.peer_service_name()),
             // All pods at once: with OrderedReady the first pod would wait for readiness,
             // which needs a leader, which needs a majority of the pods.
             pod_management_policy: Some("Parallel".into()),
+            // The operator moves the partition: one pod at a time, never the leader.
             update_strategy: Some(StatefulSetUpdateStrategy {
                 type_: Some("RollingUpdate".into()),
-                ..StatefulSetUpdateStrategy::default()
+                rolling_update: Some(RollingUpdateStatefulSetStrategy {
+                    partition: Some(pods.partition),
+                    ..RollingUpdateStatefulSetStrategy::default()
+                }),
             }),
             selector: LabelSelector {
                 match_labels: Some(target.selector_labels()),
@@ -84,17 +105,28 @@ pub(super) fn stateful_set(target: &Target) -> Result<StatefulSet, BuildError> {
                 },
             ),
             volume_claim_templates: Some(vec![claim]),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(pod_labels),
-                    annotations: Some(pod_annotations),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(pod_spec(target)),
-            },
+            template,
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()
+    })
+}
+
+fn pod_template(target: &Target) -> Result<PodTemplateSpec, BuildError> {
+    let spec = &target.tc.spec;
+    let config_hash = fnv1a(coordinator_toml(target, 0)?.as_bytes());
+    // The user's pod labels and annotations first: the operator's own win on a clash.
+    let mut pod_labels = spec.pod.labels.clone();
+    pod_labels.extend(target.labels());
+    let mut pod_annotations = spec.pod.annotations.clone();
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), format!("{config_hash:016x}"));
+    Ok(PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(pod_annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec(target)),
     })
 }
 
@@ -310,11 +342,8 @@ fn spread_over_nodes(target: &Target) -> Affinity {
 /// plus a margin; never under Kubernetes' default 30 s.
 fn termination_grace_seconds(target: &Target) -> i64 {
     let spec = &target.tc.spec;
-    let transfer_ms = spec
-        .raft
-        .election_timeout_max_ms
-        .saturating_mul(10)
-        .max(5_000);
+    let transfer = super::leadership_transfer_bound(target.tc).as_millis();
+    let transfer_ms = i64::try_from(transfer).unwrap_or(i64::MAX);
     let total_ms = transfer_ms
         .saturating_add(spec.recovery.phase_two_timeout_ms)
         .saturating_add(5_000);

@@ -12,6 +12,8 @@ use super::*;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
+const STATEFUL_SET: &str = "/apis/apps/v1/namespaces/payments/statefulsets/tc";
+
 fn context() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
@@ -22,11 +24,12 @@ fn context() -> (Arc<Context>, ApiHandle) {
             instance: None,
         },
     );
-    let ctx = Context {
+    let ctx = Context::new(
         client,
         recorder,
-        build: BuildConfig::default(),
-    };
+        BuildConfig::default(),
+        Arc::new(Metrics::default()),
+    );
     (Arc::new(ctx), handle)
 }
 
@@ -176,6 +179,8 @@ async fn create_applies_every_object_then_reports_progress() {
     let tc = coordinator(json!({}), &[FINALIZER]);
     let server = async {
         let ns = "/api/v1/namespaces/payments";
+        let (_, send) = expect(&mut handle, Method::GET, STATEFUL_SET).await;
+        not_found(send);
         let (_, send) = expect(
             &mut handle,
             Method::GET,
@@ -218,7 +223,7 @@ async fn create_applies_every_object_then_reports_progress() {
         let status = expect_status(&mut handle, &tc).await;
         assert_eq!(status["observedGeneration"], 1);
         assert_eq!(status["phase"], "Progressing");
-        assert_eq!(condition(&status, "Progressing")["reason"], "Scaling");
+        assert_eq!(condition(&status, "Progressing")["reason"], "Creating");
         assert_eq!(condition(&status, "Available")["status"], "False");
         assert_eq!(condition(&status, "Degraded")["status"], "False");
         assert_eq!(
@@ -301,6 +306,8 @@ async fn an_update_keeps_the_admin_token_and_announces_the_new_generation() {
     });
     let server = async {
         let ns = "/api/v1/namespaces/payments";
+        let (_, send) = expect(&mut handle, Method::GET, STATEFUL_SET).await;
+        not_found(send);
         let (_, send) = expect(
             &mut handle,
             Method::GET,
@@ -390,6 +397,8 @@ async fn a_refused_apply_is_degraded_with_a_warning_and_backs_off() {
     let tc = coordinator(json!({}), &[FINALIZER]);
     let server = async {
         let ns = "/api/v1/namespaces/payments";
+        let (_, send) = expect(&mut handle, Method::GET, STATEFUL_SET).await;
+        not_found(send);
         let (_, send) = expect(
             &mut handle,
             Method::GET,

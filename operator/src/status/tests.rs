@@ -3,6 +3,30 @@ use k8s_openapi::jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
+use crate::admin::MemberView;
+
+/// A leader's view of voters 1-3, led by node 1, node 3 behind.
+fn view() -> ClusterView {
+    let member = |id: u64, role: Role, caught_up: bool| MemberView {
+        id,
+        address: format!("tc-{}.tc-peers.payments.svc.cluster.local:9091", id - 1),
+        role,
+        caught_up: Some(caught_up),
+        reachable: true,
+    };
+    ClusterView {
+        node_id: 1,
+        state: "leader".into(),
+        leader_id: Some(1),
+        leader_admin_address: Some("tc-0.tc-peers.payments.svc.cluster.local:7091".into()),
+        change_in_progress: false,
+        members: vec![
+            member(1, Role::Leader, true),
+            member(2, Role::Follower, true),
+            member(3, Role::Learner, false),
+        ],
+    }
+}
 
 fn coordinator(status: Option<TransactionCoordinatorStatus>) -> TransactionCoordinator {
     let mut tc: TransactionCoordinator = serde_json::from_value(json!({
@@ -39,9 +63,15 @@ fn at(seconds: i64) -> Time {
     Time(Timestamp::from_second(seconds).expect("valid time"))
 }
 
-fn applied(sts: &StatefulSet) -> Outcome<'_> {
+fn applied<'a>(
+    sts: &'a StatefulSet,
+    view: Option<&'a ClusterView>,
+    report: &'a Report,
+) -> Outcome<'a> {
     Outcome::Applied {
         stateful_set: sts,
+        view,
+        report,
         client_endpoint: "tc.payments.svc.cluster.local:8091".into(),
         selector: "app=txmesh".into(),
     }
@@ -56,9 +86,14 @@ fn condition<'a>(status: &'a TransactionCoordinatorStatus, type_: &str) -> &'a C
 }
 
 #[test]
-fn a_rolled_out_group_with_every_member_ready_is_available() {
+fn a_settled_group_with_every_member_ready_is_available() {
     let sts = stateful_set(3, 3, 3);
-    let status = status(&coordinator(None), &applied(&sts), &at(100));
+    let view = view();
+    let status = status(
+        &coordinator(None),
+        &applied(&sts, Some(&view), &Report::Settled),
+        &at(100),
+    );
     assert_eq!(status.phase, Some(Phase::Available));
     assert_eq!(status.observed_generation, Some(2));
     assert_eq!((status.replicas, status.ready_replicas), (3, 3));
@@ -69,48 +104,101 @@ fn a_rolled_out_group_with_every_member_ready_is_available() {
         status.client_endpoint.as_deref(),
         Some("tc.payments.svc.cluster.local:8091")
     );
+    assert_eq!(status.leader.as_deref(), Some("tc-0"));
+    let members: Vec<(&str, i64, MemberRole, bool)> = status
+        .members
+        .iter()
+        .map(|m| (m.name.as_str(), m.id, m.role, m.caught_up))
+        .collect();
+    assert_eq!(
+        members,
+        [
+            ("tc-0", 1, MemberRole::Leader, true),
+            ("tc-1", 2, MemberRole::Follower, true),
+            ("tc-2", 3, MemberRole::Learner, false),
+        ]
+    );
 }
 
 #[test]
-fn progress_says_what_is_still_changing() {
-    for (sts, reason, message) in [
+fn without_a_leader_the_group_is_not_available() {
+    let sts = stateful_set(3, 3, 3);
+    let status = status(
+        &coordinator(None),
+        &applied(&sts, None, &Report::Settled),
+        &at(100),
+    );
+    assert_eq!(condition(&status, AVAILABLE).status, "False");
+    assert_eq!(status.leader, None);
+    assert!(status.members.is_empty());
+    assert_eq!(status.phase, Some(Phase::Progressing));
+}
+
+#[test]
+fn a_step_shows_as_progressing_and_a_blocker_as_degraded() {
+    let sts = stateful_set(4, 3, 4);
+    let view = view();
+    let step = Report::Progressing {
+        reason: "Promoting",
+        message: "promoting tc-3 (node 4) to voter".into(),
+    };
+    let stepping = status(
+        &coordinator(None),
+        &applied(&sts, Some(&view), &step),
+        &at(100),
+    );
+    let progressing = condition(&stepping, PROGRESSING);
+    assert_eq!(
         (
-            stateful_set(1, 1, 1),
-            "Scaling",
-            "1 of 3 coordinators exist",
+            progressing.status.as_str(),
+            progressing.reason.as_str(),
+            progressing.message.as_str()
         ),
-        (
-            stateful_set(3, 2, 1),
-            "RollingOut",
-            "1 of 3 coordinators run the current pod template",
-        ),
-        (
-            stateful_set(3, 1, 3),
-            "Joining",
-            "1 of 3 coordinators are ready",
-        ),
-    ] {
-        let status = status(&coordinator(None), &applied(&sts), &at(100));
-        let progressing = condition(&status, PROGRESSING);
-        assert_eq!(
-            (
-                progressing.status.as_str(),
-                progressing.reason.as_str(),
-                progressing.message.as_str()
-            ),
-            ("True", reason, message)
-        );
-        assert_eq!(status.phase, Some(Phase::Progressing), "{reason}");
-        assert_eq!(condition(&status, AVAILABLE).status, "False", "{reason}");
-    }
+        ("True", "Promoting", "promoting tc-3 (node 4) to voter")
+    );
+    assert_eq!(stepping.phase, Some(Phase::Progressing));
+    let blocker = Report::Blocked {
+        reason: "QuorumAtRisk",
+        message: "restarting node 3 would leave 1 of 3 voters".into(),
+    };
+    let tc = coordinator(Some(stepping));
+    assert!(is_new_blocker(
+        &tc,
+        "QuorumAtRisk",
+        "restarting node 3 would leave 1 of 3 voters"
+    ));
+    let blocked = status(&tc, &applied(&sts, Some(&view), &blocker), &at(200));
+    let degraded = condition(&blocked, DEGRADED);
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "QuorumAtRisk")
+    );
+    assert_eq!(condition(&blocked, PROGRESSING).status, "False");
+    assert_eq!(blocked.phase, Some(Phase::Degraded));
+    let tc = coordinator(Some(blocked));
+    assert!(!is_new_blocker(
+        &tc,
+        "QuorumAtRisk",
+        "restarting node 3 would leave 1 of 3 voters"
+    ));
 }
 
 #[test]
 fn transition_times_move_only_when_a_condition_changes() {
     let joining = stateful_set(3, 1, 3);
     let ready = stateful_set(3, 3, 3);
-    let first = status(&coordinator(None), &applied(&joining), &at(100));
-    let second = status(&coordinator(Some(first)), &applied(&ready), &at(200));
+    let view = view();
+    let first = status(
+        &coordinator(None),
+        &applied(&joining, Some(&view), &Report::Settled),
+        &at(100),
+    );
+    assert_eq!(condition(&first, PROGRESSING).reason, "Joining");
+    let second = status(
+        &coordinator(Some(first)),
+        &applied(&ready, Some(&view), &Report::Settled),
+        &at(200),
+    );
     assert_eq!(condition(&second, DEGRADED).last_transition_time, at(100));
     assert_eq!(condition(&second, AVAILABLE).last_transition_time, at(200));
     assert_eq!(
@@ -122,7 +210,12 @@ fn transition_times_move_only_when_a_condition_changes() {
 #[test]
 fn an_invalid_spec_degrades_and_keeps_what_was_seen() {
     let sts = stateful_set(3, 3, 3);
-    let before = status(&coordinator(None), &applied(&sts), &at(100));
+    let view = view();
+    let before = status(
+        &coordinator(None),
+        &applied(&sts, Some(&view), &Report::Settled),
+        &at(100),
+    );
     let status = status(
         &coordinator(Some(before)),
         &Outcome::InvalidSpec("replicas must be odd".into()),
