@@ -8,7 +8,10 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 use tower_test::mock::{self, Handle};
 
+use std::collections::BTreeMap;
+
 use super::*;
+use crate::admin::double::{Coordinators, Group, TOKEN};
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
@@ -441,4 +444,358 @@ async fn a_refused_apply_is_degraded_with_a_warning_and_backs_off() {
         Action::requeue(ERROR_REQUEUE)
     );
     expect_no_more(ctx, handle).await;
+}
+
+/// A small Kubernetes for multi-step runs: it answers whatever the reconciler asks (rather than
+/// a script), keeps the StatefulSet, its pods, the Secret and the resource's status, and
+/// between reconciles plays the StatefulSet controller and kubelet. The coordinators are the
+/// admin API double; restarts go into its log next to the membership changes.
+struct World {
+    tc: TransactionCoordinator,
+    stateful_set: Option<Value>,
+    /// Pods by ordinal: their revision.
+    pods: BTreeMap<i32, String>,
+    /// The revision pods below the partition keep.
+    old_revision: String,
+    events: Vec<String>,
+}
+
+impl World {
+    /// A settled group of 3 as built from `tc`, led by node `leader`.
+    fn settled(tc: &TransactionCoordinator, group: &mut Group) -> Self {
+        let hash = build::template_hash(tc, &BuildConfig::default()).expect("hash");
+        let desired =
+            build::desired(tc, &BuildConfig::default(), build::Pods::initial(tc)).expect("build");
+        let mut sts = serde_json::to_value(&desired.stateful_set).expect("JSON");
+        sts["metadata"]["generation"] = json!(1);
+        let mut world = Self {
+            tc: tc.clone(),
+            stateful_set: Some(sts),
+            pods: (0..3).map(|o| (o, hash.clone())).collect(),
+            old_revision: hash,
+            events: Vec::new(),
+        };
+        world.settle(group);
+        world
+    }
+
+    /// The StatefulSet controller, kubelet and the coordinators catching up.
+    fn settle(&mut self, group: &mut Group) {
+        group.tick();
+        let Some(sts) = &mut self.stateful_set else {
+            return;
+        };
+        let replicas = sts["spec"]["replicas"]
+            .as_i64()
+            .and_then(|r| i32::try_from(r).ok())
+            .expect("replicas");
+        let partition = sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .unwrap_or(0);
+        let revision = sts["metadata"]["annotations"][build::TEMPLATE_HASH_ANNOTATION]
+            .as_str()
+            .expect("template hash")
+            .to_owned();
+        self.pods.retain(|o, _| *o < replicas);
+        group
+            .running
+            .retain(|id| *id <= u64::try_from(replicas).expect("replicas"));
+        for o in 0..replicas {
+            let id = membership::node_id(o);
+            let wanted = if o >= partition {
+                &revision
+            } else {
+                &self.old_revision
+            };
+            match self.pods.get(&o) {
+                None => {
+                    self.pods.insert(o, wanted.clone());
+                    group.running.insert(id);
+                }
+                Some(current) if current != wanted && o >= partition => {
+                    assert_ne!(group.leader, Some(id), "the leader's pod restarted");
+                    group.log.push(format!("restart tc-{o}"));
+                    self.pods.insert(o, wanted.clone());
+                    if let Some(node) = group.members.get_mut(&id) {
+                        node.lag = 1;
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        if partition == 0 {
+            self.old_revision = revision.clone();
+        }
+        let voters: Vec<u64> = group
+            .members
+            .iter()
+            .filter(|(_, n)| n.voter)
+            .map(|(id, _)| *id)
+            .collect();
+        let healthy = voters.iter().filter(|id| group.healthy(**id)).count();
+        assert!(healthy > voters.len() / 2, "below quorum: {group:?}");
+        let ready = self.pods.keys().filter(|o| ready(group, **o)).count();
+        let updated = self.pods.values().filter(|r| **r == revision).count();
+        sts["status"] = json!({
+            "observedGeneration": sts["metadata"]["generation"],
+            "replicas": self.pods.len(),
+            "readyReplicas": ready,
+            "updatedReplicas": updated,
+            "currentRevision": self.old_revision,
+            "updateRevision": revision,
+        });
+    }
+
+    fn pod(&self, group: &Group, ordinal: i32, revision: &str) -> Value {
+        json!({
+            "metadata": {
+                "name": format!("tc-{ordinal}"),
+                "namespace": "payments",
+                "labels": {"controller-revision-hash": revision},
+            },
+            "status": {
+                "containerStatuses": [{
+                    "name": "coordinator", "started": true, "ready": ready(group, ordinal),
+                    "restartCount": 0, "image": "", "imageID": "",
+                }],
+                "conditions": [{
+                    "type": "Ready",
+                    "status": if ready(group, ordinal) { "True" } else { "False" },
+                }],
+            },
+        })
+    }
+
+    /// One reconcile, every request answered from the world.
+    async fn reconcile(&mut self, double: &Coordinators) -> Action {
+        let (ctx, mut handle) = context_with(Some(double.addr));
+        let reconciling = reconcile(Arc::new(self.tc.clone()), ctx.clone());
+        tokio::pin!(reconciling);
+        let action = loop {
+            tokio::select! {
+                action = &mut reconciling => break action.expect("reconciled"),
+                Some((request, send)) = handle.next_request() => {
+                    self.answer(request, send, double).await;
+                }
+            }
+        };
+        let mut group = double.group();
+        self.settle(&mut group);
+        action
+    }
+
+    async fn answer(
+        &mut self,
+        request: Request<Body>,
+        send: mock::SendResponse<Response<Body>>,
+        double: &Coordinators,
+    ) {
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let bytes = request.into_body().collect_bytes().await.expect("body");
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let tc_path = "/apis/txmesh.io/v1alpha1/namespaces/payments/transactioncoordinators/tc";
+        match (method, path.as_str()) {
+            (Method::GET, STATEFUL_SET) => match &self.stateful_set {
+                Some(sts) => respond(send, StatusCode::OK, sts),
+                None => not_found(send),
+            },
+            (Method::PATCH, STATEFUL_SET) => {
+                let mut sts = body;
+                let previous = self.stateful_set.take().unwrap_or(Value::Null);
+                let generation = previous["metadata"]["generation"].as_i64().unwrap_or(0);
+                let changed = previous["spec"] != sts["spec"];
+                sts["metadata"]["generation"] = json!(generation + i64::from(changed));
+                sts["status"] = previous["status"].clone();
+                respond(send, StatusCode::OK, &sts);
+                self.stateful_set = Some(sts);
+            }
+            (Method::GET, "/api/v1/namespaces/payments/pods") => {
+                let group = double.group();
+                let items: Vec<Value> = self
+                    .pods
+                    .iter()
+                    .map(|(o, r)| self.pod(&group, *o, r))
+                    .collect();
+                respond(
+                    send,
+                    StatusCode::OK,
+                    &json!({"metadata": {}, "items": items}),
+                );
+            }
+            (Method::GET, "/api/v1/namespaces/payments/secrets/tc-admin-token") => {
+                let secret = json!({
+                    "metadata": {"name": "tc-admin-token", "namespace": "payments"},
+                    "data": {"admin-token": k8s_openapi::ByteString(TOKEN.into())},
+                });
+                respond(send, StatusCode::OK, &secret);
+            }
+            (Method::POST, "/apis/events.k8s.io/v1/namespaces/payments/events") => {
+                self.events.push(format!(
+                    "{} {}",
+                    body["type"].as_str().unwrap_or_default(),
+                    body["reason"].as_str().unwrap_or_default()
+                ));
+                respond(send, StatusCode::CREATED, &body);
+            }
+            (Method::PATCH, path) if path == format!("{tc_path}/status") => {
+                self.tc.status = serde_json::from_value(body["status"].clone()).expect("status");
+                respond(
+                    send,
+                    StatusCode::OK,
+                    &serde_json::to_value(&self.tc).expect("JSON"),
+                );
+            }
+            (Method::DELETE, _) => not_found(send),
+            (Method::PATCH, _) => respond(send, StatusCode::OK, &body),
+            (method, path) => panic!("unexpected {method} {path}"),
+        }
+    }
+
+    /// Reconciles until the group is Available again; the Events on the way.
+    async fn run(&mut self, double: &Coordinators) -> Vec<String> {
+        self.events.clear();
+        for _ in 0..40 {
+            self.reconcile(double).await;
+            let phase = self.tc.status.as_ref().and_then(|s| s.phase);
+            if phase == Some(Phase::Available) {
+                return self.events.clone();
+            }
+        }
+        panic!("not available: {:?} {:?}", self.events, self.tc.status);
+    }
+
+    fn respec(&mut self, spec: Value) {
+        let mut tc = serde_json::to_value(&self.tc).expect("JSON");
+        for (key, value) in spec.as_object().expect("object") {
+            tc["spec"][key] = value.clone();
+        }
+        tc["metadata"]["generation"] =
+            json!(tc["metadata"]["generation"].as_i64().unwrap_or(1) + 1);
+        self.tc = serde_json::from_value(tc).expect("resource");
+    }
+}
+
+/// A pod is ready when it is a caught-up voter.
+fn ready(group: &Group, ordinal: i32) -> bool {
+    let id = membership::node_id(ordinal);
+    group.members.get(&id).is_some_and(|n| n.voter) && group.healthy(id)
+}
+
+fn context_with(admin_route: Option<std::net::SocketAddr>) -> (Arc<Context>, ApiHandle) {
+    let (ctx, handle) = context();
+    let mut ctx = Arc::into_inner(ctx).expect("sole owner");
+    ctx.admin_route = admin_route;
+    (Arc::new(ctx), handle)
+}
+
+#[tokio::test]
+async fn scale_3_to_5_to_3_one_member_at_a_time() {
+    let tc = coordinator(json!({}), &[FINALIZER]);
+    let double = Coordinators::start(Group::settled(3, 1)).await;
+    let mut world = World::settled(&tc, &mut double.group());
+    world.tc.status = Some(Default::default());
+    world.respec(json!({"replicas": 5}));
+    let events = world.run(&double).await;
+    assert_eq!(
+        events,
+        [
+            "Normal Applied",
+            "Normal ScalingUp",
+            "Normal AddingLearner",
+            "Normal Promoting",
+            "Normal ScalingUp",
+            "Normal AddingLearner",
+            "Normal Promoting",
+        ]
+    );
+    assert_eq!(
+        double.group().log,
+        ["add learner 4", "promote 4", "add learner 5", "promote 5"]
+    );
+    let status = world.tc.status.clone().expect("status");
+    assert_eq!((status.replicas, status.ready_replicas), (5, 5));
+    assert_eq!(status.leader.as_deref(), Some("tc-0"));
+    assert_eq!(status.members.len(), 5);
+
+    double.group().log.clear();
+    world.respec(json!({"replicas": 3}));
+    let events = world.run(&double).await;
+    assert_eq!(
+        events,
+        [
+            "Normal Applied",
+            "Normal RemovingMember",
+            "Normal ScalingDown",
+            "Normal RemovingMember",
+            "Normal ScalingDown",
+        ]
+    );
+    assert_eq!(double.group().log, ["remove 5", "remove 4"]);
+    let status = world.tc.status.clone().expect("status");
+    assert_eq!((status.replicas, status.members.len()), (3, 3));
+}
+
+#[tokio::test]
+async fn an_upgrade_restarts_one_pod_at_a_time_and_moves_leadership_first() {
+    let tc = coordinator(json!({}), &[FINALIZER]);
+    // The highest pod leads.
+    let double = Coordinators::start(Group::settled(3, 3)).await;
+    let mut world = World::settled(&tc, &mut double.group());
+    world.tc.status = Some(Default::default());
+    world.respec(json!({"image": "txmesh/txmesh:0.2.0"}));
+    world.run(&double).await;
+    assert_eq!(
+        double.group().log,
+        [
+            "transfer to 1",
+            "restart tc-2",
+            "restart tc-1",
+            "transfer to 2",
+            "restart tc-0",
+        ]
+    );
+    let sts = world.stateful_set.clone().expect("sts");
+    assert_eq!(
+        sts["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
+        0
+    );
+    assert_eq!(
+        world.tc.status.and_then(|s| s.leader).as_deref(),
+        Some("tc-1")
+    );
+}
+
+#[tokio::test]
+async fn a_refused_membership_change_is_degraded_with_one_warning() {
+    let tc = coordinator(json!({}), &[FINALIZER]);
+    let double = Coordinators::start(Group::settled(3, 1)).await;
+    let mut world = World::settled(&tc, &mut double.group());
+    world.tc.status = Some(Default::default());
+    world.respec(json!({"replicas": 5}));
+    world.reconcile(&double).await;
+    double.group().refuse_next = Some("WouldLoseQuorum");
+    world.events.clear();
+    world.reconcile(&double).await;
+    let status = world.tc.status.clone().expect("status");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "QuorumAtRisk")
+    );
+    assert!(
+        degraded.message.contains("WouldLoseQuorum"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(world.events, ["Warning QuorumAtRisk"]);
+    // The next reconcile tries again, and succeeds.
+    world.events.clear();
+    world.reconcile(&double).await;
+    assert_eq!(world.events, ["Normal AddingLearner"]);
 }
