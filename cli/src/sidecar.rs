@@ -70,6 +70,13 @@ pub struct SidecarArgs {
     #[arg(long, env = "TXMESH_DISCOVERY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
     discovery_interval: Duration,
 
+    /// Threads running the API, the coordinator links and phase two. One serves an
+    /// application best (no hand-offs between threads); the fence's fsyncs have a thread of
+    /// their own either way.
+    #[arg(long, env = "TXMESH_WORKER_THREADS", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    worker_threads: u16,
+
     /// Directory of the TCC fence (RocksDB); keep it across restarts.
     #[arg(long, env = "TXMESH_DATA_DIR", default_value = "txmesh-sidecar-data")]
     data_dir: PathBuf,
@@ -157,8 +164,18 @@ impl SidecarArgs {
 
     /// Runs the sidecar until SIGINT or SIGTERM, then stops it gracefully.
     pub fn run(self) -> anyhow::Result<()> {
+        let worker_threads = self.worker_threads;
         let config = self.config()?;
-        let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        let runtime = match worker_threads {
+            1 => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build(),
+            threads => tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(usize::from(threads))
+                .enable_all()
+                .build(),
+        }
+        .context("cannot start the async runtime")?;
         runtime.block_on(async {
             txmesh_sidecar::run(config, crate::signals::terminated())
                 .await
