@@ -2,10 +2,13 @@
 //! the API server with the in-cluster service account, or the local kubeconfig outside a
 //! cluster.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use anyhow::Context;
-use clap::Args;
-use txmesh_operator::OperatorConfig;
+use clap::{ArgAction, Args};
 use txmesh_operator::build::BuildConfig;
+use txmesh_operator::{LeaderElection, OperatorConfig};
 
 /// Options of `txmesh operator`.
 #[derive(Debug, Args)]
@@ -19,21 +22,67 @@ pub struct OperatorArgs {
     #[arg(long, env = "TXMESH_CLUSTER_DOMAIN", default_value = "cluster.local")]
     cluster_domain: String,
 
-    /// Name reported as the source of Events: the operator pod's name [default: the
-    /// operator's name].
+    /// This replica's name: the source of its Events and its identity on the leader Lease
+    /// (the operator pod's name) [default: the operator's name for Events, a random identity
+    /// for the Lease].
     #[arg(long, env = "TXMESH_POD_NAME")]
     instance: Option<String>,
+
+    /// Where `/healthz` (the process serves), `/readyz` (it reached the API server and found
+    /// the CRD) and `/metrics` (OpenMetrics: reconciles, failures, durations, leadership) are
+    /// served.
+    #[arg(
+        long,
+        env = "TXMESH_OPERATOR_HTTP_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
+    http_addr: SocketAddr,
+
+    /// Reconcile only while holding the leader Lease, so that replicas stand by instead of
+    /// acting twice; `false` for a single replica.
+    #[arg(long, env = "TXMESH_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+
+    /// Name of the leader Lease (`coordination.k8s.io`).
+    #[arg(long, env = "TXMESH_LEASE_NAME", default_value = "txmesh-operator")]
+    lease_name: String,
+
+    /// Namespace of the leader Lease [default: the pod's own namespace in a cluster, the
+    /// kubeconfig's outside].
+    #[arg(long, env = "TXMESH_POD_NAMESPACE")]
+    lease_namespace: Option<String>,
+
+    /// Seconds the Lease holds without renewal: how long a standby waits after the leader
+    /// died.
+    #[arg(long, env = "TXMESH_LEASE_DURATION_SECS", default_value_t = 15)]
+    lease_duration_secs: u64,
+
+    /// Seconds between renewals (and between a standby's attempts); under the duration.
+    #[arg(long, env = "TXMESH_LEASE_RENEW_SECS", default_value_t = 5)]
+    lease_renew_secs: u64,
 }
 
 impl OperatorArgs {
     /// Runs the operator until SIGINT or SIGTERM.
     pub fn run(self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.lease_renew_secs > 0 && self.lease_renew_secs < self.lease_duration_secs,
+            "--lease-renew-secs must be at least 1 and under --lease-duration-secs"
+        );
+        let leader_election = self.leader_election.then(|| LeaderElection {
+            lease_name: self.lease_name,
+            lease_namespace: self.lease_namespace,
+            lease_duration: Duration::from_secs(self.lease_duration_secs),
+            renew_every: Duration::from_secs(self.lease_renew_secs),
+        });
         let config = OperatorConfig {
             namespace: self.namespace,
             build: BuildConfig {
                 cluster_domain: self.cluster_domain,
             },
             instance: self.instance,
+            http_addr: self.http_addr,
+            leader_election,
         };
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         runtime.block_on(async {

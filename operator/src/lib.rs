@@ -3,17 +3,24 @@
 //!
 //! [`build`] turns a resource into the objects that run it (pure functions, pinned by golden
 //! tests and validated against the Kubernetes schemas); [`controller`] reconciles: read →
-//! validate → build → server-side apply → status ([`status`]), with a finalizer and Events.
+//! validate → decide the next membership step ([`membership`], through the coordinators'
+//! admin API: [`admin`]) → build → server-side apply → status ([`status`]), with a finalizer
+//! and Events. The process serves `/healthz`, `/readyz` and `/metrics` ([`server`]) and
+//! reconciles only while it holds the leader Lease ([`lease`]).
 
 pub mod admin;
 pub mod build;
 pub mod controller;
+pub mod lease;
 pub mod membership;
 pub mod metrics;
+pub mod server;
 pub mod status;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -30,14 +37,32 @@ use crate::build::BuildConfig;
 use crate::controller::{Context, MANAGER, error_policy, reconcile};
 
 /// What `run` needs.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OperatorConfig {
     /// Watch only this namespace; all namespaces when unset.
     pub namespace: Option<String>,
     /// Settings of the cluster the objects are built for.
     pub build: BuildConfig,
-    /// Who reports the Events (the operator pod's name); the operator's name when unset.
+    /// Who reports the Events and holds the Lease (the operator pod's name); the operator's
+    /// name (Events) and a random identity (Lease) when unset.
     pub instance: Option<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub http_addr: SocketAddr,
+    /// Leader election; `None` when this is the only replica.
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// The leader Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderElection {
+    /// The Lease's name.
+    pub lease_name: String,
+    /// Its namespace; the client's default namespace (the pod's own in a cluster) when unset.
+    pub lease_namespace: Option<String>,
+    /// How long the Lease holds without renewal.
+    pub lease_duration: Duration,
+    /// How often it is renewed.
+    pub renew_every: Duration,
 }
 
 /// Why the operator stopped.
@@ -55,6 +80,18 @@ pub enum Error {
         "cannot list TransactionCoordinators (is the CRD installed? `txmesh crd | kubectl apply -f -`)"
     )]
     CrdMissing(#[source] kube::Error),
+    /// The HTTP address could not be bound.
+    #[error("cannot serve HTTP on {addr}")]
+    Http {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another replica may have taken the Lease: this one stopped reconciling.
+    #[error("lost the leader Lease {0}")]
+    LostLeadership(String),
 }
 
 /// Runs the controller until `shutdown` completes; reconciles in flight finish first.
@@ -62,6 +99,35 @@ pub async fn run(
     config: OperatorConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    // One shutdown signal, awaited in several places.
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let stopped = move || {
+        let mut stopping = stopping.clone();
+        async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }
+    };
+
+    let probes = Arc::new(server::Probes::default());
+    let listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|source| Error::Http {
+            addr: config.http_addr,
+            source,
+        })?;
+    let app = server::router(probes.clone());
+    let serving = stopped();
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app).with_graceful_shutdown(serving);
+        if let Err(error) = served.await {
+            tracing::warn!(%error, "the HTTP endpoints stopped");
+        }
+    });
+
     let client = Client::try_default().await.map_err(Error::Client)?;
     let coordinators: Api<TransactionCoordinator> = api(&client, &config.namespace);
     coordinators
@@ -71,6 +137,34 @@ pub async fn run(
             kube::Error::Api(status) if status.is_not_found() => Error::CrdMissing(error),
             _ => Error::Unreachable(error),
         })?;
+    probes.set_ready();
+
+    let elector = config.leader_election.as_ref().map(|election| {
+        let holder = config.instance.clone().unwrap_or_else(random_identity);
+        Arc::new(lease::Elector::new(
+            client.clone(),
+            lease::LeaseConfig {
+                name: election.lease_name.clone(),
+                namespace: election
+                    .lease_namespace
+                    .clone()
+                    .unwrap_or_else(|| client.default_namespace().to_owned()),
+                holder,
+                duration: election.lease_duration,
+                renew: election.renew_every,
+            },
+        ))
+    });
+    if let Some(elector) = &elector {
+        let lease = elector.config();
+        tracing::info!(lease = %lease.name, namespace = %lease.namespace, holder = %lease.holder, "waiting for the leader Lease");
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = stopped() => return Ok(()),
+        }
+        tracing::info!("holding the leader Lease");
+    }
+    probes.metrics.set_leader(true);
 
     let recorder = Recorder::new(
         client.clone(),
@@ -79,21 +173,32 @@ pub async fn run(
             instance: config.instance.clone(),
         },
     );
-    let metrics = Arc::new(metrics::Metrics::default());
     let context = Arc::new(Context::new(
         client.clone(),
         recorder,
         config.build.clone(),
-        metrics,
+        probes.metrics.clone(),
     ));
     // Only the objects this operator made: no cache of every Secret in the cluster.
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=txmesh-operator");
+    let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // The controller wants a shutdown trigger that is also Sync; a channel makes one.
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop.send(());
-    });
+    let (halt, halted) = tokio::sync::oneshot::channel::<()>();
+    {
+        let lost = lost.clone();
+        let stopped = stopped();
+        let elector = elector.clone();
+        tokio::spawn(async move {
+            match elector {
+                Some(elector) => tokio::select! {
+                    () = elector.keep() => lost.store(true, std::sync::atomic::Ordering::Relaxed),
+                    () = stopped => {}
+                },
+                None => stopped.await,
+            }
+            let _ = halt.send(());
+        });
+    }
     tracing::info!(namespace = ?config.namespace, "operator started");
     Controller::new(coordinators, watcher::Config::default())
         .owns(
@@ -108,7 +213,7 @@ pub async fn run(
             owned,
         )
         .graceful_shutdown_on(async move {
-            let _ = stopped.await;
+            let _ = halted.await;
         })
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -118,8 +223,28 @@ pub async fn run(
             }
         })
         .await;
+    probes.metrics.set_leader(false);
+    if let Some(elector) = &elector {
+        if lost.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::LostLeadership(elector.config().name.clone()));
+        }
+        elector.release().await;
+    }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// A Lease identity when no pod name is given: random, so two replicas never share one.
+fn random_identity() -> String {
+    let mut bytes = [0u8; 8];
+    // Without randomness the time still tells two processes apart.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    format!("txmesh-operator-{}", hex::encode(bytes))
 }
 
 /// An API of `K` in `namespace`, or in all namespaces.
