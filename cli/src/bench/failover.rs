@@ -2,8 +2,9 @@
 //! leader is killed with SIGKILL every SECS seconds of the measured interval and restarted on
 //! its data directory after a second. Workers follow the leader. Per kill it reports the
 //! election time and the write-unavailability gap (kill → first commit of a transaction begun
-//! after it); after the run it asks the leader about every acknowledged commit and counts
-//! those it no longer knows as committed: lost acknowledged outcomes, which must be none.
+//! after it); after each failover and after the run it asks the leader about every commit
+//! acknowledged since and counts those it no longer knows as committed: lost acknowledged
+//! outcomes, which must be none.
 
 use std::fmt;
 use std::sync::Arc;
@@ -96,13 +97,18 @@ pub async fn run(
         let _ = done.send(true);
         measurement
     };
-    let chaos = chaos(cluster, &leader, &clock, schedule, until_done);
-    let (measurement, kills) = tokio::join!(measuring, chaos);
+    let chaos = Chaos {
+        cluster,
+        leader,
+        clock,
+        acknowledged,
+        done: until_done,
+    };
+    let (measurement, chaos) = tokio::join!(measuring, chaos.run(schedule));
     for connection in &connections {
         connection.close().await;
     }
-    let (measurement, kills) = (measurement?, kills?);
-    let check = check_outcomes(cluster, acknowledged.take()).await?;
+    let (measurement, (kills, check)) = (measurement?, chaos?);
     let mut report = Report::new(&plan, &measurement);
     report.failover = Some(FailoverReport::new(every, &kills, check));
     Ok(report)
@@ -126,87 +132,102 @@ struct Kill {
     gap: Option<Duration>,
 }
 
-/// Kills the leader as `schedule` says until the load is `done`; meanwhile keeps the
-/// published leader current.
-async fn chaos(
-    cluster: &mut LocalCluster,
-    leader: &watch::Sender<String>,
-    clock: &OutageClock,
-    schedule: Schedule,
-    mut done: watch::Receiver<bool>,
-) -> anyhow::Result<Vec<Kill>> {
-    let mut kills = Vec::new();
-    let mut at = schedule.first;
-    while at < schedule.end {
-        while Instant::now() < at {
-            if let Some((id, _)) = cluster.leader().await {
-                publish(cluster, leader, id)?;
+/// The group under load and what the workers publish and report.
+struct Chaos<'a> {
+    cluster: &'a mut LocalCluster,
+    /// The leader's Seata address, for the workers.
+    leader: watch::Sender<String>,
+    clock: Arc<OutageClock>,
+    acknowledged: Arc<Acknowledged>,
+    /// Turns true when the load has ended.
+    done: watch::Receiver<bool>,
+}
+
+impl Chaos<'_> {
+    /// Kills the leader as `schedule` says until the load is done, keeping the published
+    /// leader current in between. After each failover, and once the load has ended, asks
+    /// the leader about the commits acknowledged since the last check: while they are
+    /// fewer than it remembers finished transactions, it can tell about every one.
+    async fn run(mut self, schedule: Schedule) -> anyhow::Result<(Vec<Kill>, OutcomeCheck)> {
+        let (mut kills, mut check) = (Vec::new(), OutcomeCheck::default());
+        let mut at = schedule.first;
+        'kills: while at < schedule.end {
+            while Instant::now() < at {
+                if let Some((id, _)) = self.cluster.leader().await {
+                    self.publish(id)?;
+                }
+                if !self.pause(LEADER_POLL.min(at - Instant::now())).await {
+                    break 'kills;
+                }
             }
-            if !pause(&mut done, LEADER_POLL.min(at - Instant::now())).await {
-                return Ok(kills);
-            }
+            kills.push(self.kill_leader().await?);
+            check.add(check_outcomes(self.cluster, self.acknowledged.take()).await?);
+            at = (at + schedule.every).max(Instant::now());
         }
-        kills.push(kill_leader(cluster, leader, clock, &mut done).await?);
-        at = (at + schedule.every).max(Instant::now());
+        let _ = self.done.wait_for(|&done| done).await;
+        check.add(check_outcomes(self.cluster, self.acknowledged.take()).await?);
+        Ok((kills, check))
     }
-    Ok(kills)
-}
 
-/// Kills the leader, publishes its successor, restarts it after [`DOWN_FOR`] and waits until
-/// it is caught up and writes have resumed (or the load is `done`).
-async fn kill_leader(
-    cluster: &mut LocalCluster,
-    leader: &watch::Sender<String>,
-    clock: &OutageClock,
-    done: &mut watch::Receiver<bool>,
-) -> anyhow::Result<Kill> {
-    let (node, term) = cluster.wait_for_leader(0, ELECTION_TIMEOUT).await?;
-    cluster.kill(node)?;
-    let killed = clock.begins();
-    let (successor, _) = cluster.wait_for_leader(term, ELECTION_TIMEOUT).await?;
-    let election = killed.elapsed();
-    publish(cluster, leader, successor)?;
-    tokio::time::sleep_until((killed + DOWN_FOR).into()).await;
-    cluster.restart(node).await?;
-    cluster.wait_until_ready(node, READY_TIMEOUT).await?;
-    while clock.gap().is_none() && pause(done, LEADER_POLL).await {}
-    Ok(Kill {
-        node,
-        term,
-        election,
-        gap: clock.gap(),
-    })
-}
+    /// Kills the leader, publishes its successor, restarts it after [`DOWN_FOR`] and waits
+    /// until it is caught up and writes have resumed (or the load is done).
+    async fn kill_leader(&mut self) -> anyhow::Result<Kill> {
+        let (node, term) = self.cluster.wait_for_leader(0, ELECTION_TIMEOUT).await?;
+        self.cluster.kill(node)?;
+        let killed = self.clock.begins();
+        let (successor, _) = self.cluster.wait_for_leader(term, ELECTION_TIMEOUT).await?;
+        let election = killed.elapsed();
+        self.publish(successor)?;
+        tokio::time::sleep_until((killed + DOWN_FOR).into()).await;
+        self.cluster.restart(node).await?;
+        self.cluster.wait_until_ready(node, READY_TIMEOUT).await?;
+        while self.clock.gap().is_none() && self.pause(LEADER_POLL).await {}
+        Ok(Kill {
+            node,
+            term,
+            election,
+            gap: self.clock.gap(),
+        })
+    }
 
-/// Tells the workers that node `id` leads.
-fn publish(cluster: &LocalCluster, leader: &watch::Sender<String>, id: u64) -> anyhow::Result<()> {
-    let addr = cluster.node(id)?.seata_addr.to_string();
-    leader.send_if_modified(|published| {
-        let changed = *published != addr;
-        *published = addr;
-        changed
-    });
-    Ok(())
-}
+    /// Tells the workers that node `id` leads.
+    fn publish(&self, id: u64) -> anyhow::Result<()> {
+        let addr = self.cluster.node(id)?.seata_addr.to_string();
+        self.leader.send_if_modified(|published| {
+            let changed = *published != addr;
+            *published = addr;
+            changed
+        });
+        Ok(())
+    }
 
-/// Waits for `duration`; `false` if the load is done first.
-async fn pause(done: &mut watch::Receiver<bool>, duration: Duration) -> bool {
-    tokio::select! {
-        () = tokio::time::sleep(duration) => true,
-        _ = done.wait_for(|&done| done) => false,
+    /// Waits for `duration`; `false` if the load is done first.
+    async fn pause(&mut self, duration: Duration) -> bool {
+        tokio::select! {
+            () = tokio::time::sleep(duration) => true,
+            _ = self.done.wait_for(|&done| done) => false,
+        }
     }
 }
 
-/// What the leader said about the acknowledged commits after the run.
+/// What the leader said about the acknowledged commits.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct OutcomeCheck {
     /// Commits asked about.
     pub checked: u64,
     /// Commits the leader does not report as committed.
     pub lost: u64,
-    /// Commits it has forgotten by design: it remembers only the last
-    /// [`FINISHED_CAPACITY`] finished transactions, and more ended after these.
+    /// Commits it may have forgotten by design: it remembers only the last
+    /// [`FINISHED_CAPACITY`] finished transactions, and as many may have ended after these.
     pub forgotten: u64,
+}
+
+impl OutcomeCheck {
+    fn add(&mut self, other: OutcomeCheck) {
+        self.checked += other.checked;
+        self.lost += other.lost;
+        self.forgotten += other.forgotten;
+    }
 }
 
 /// How a status answers for an acknowledged commit.
@@ -217,9 +238,9 @@ enum Verdict {
     Lost,
 }
 
-/// The verdict on a commit answered `status`, after which `ends_after` transactions ended.
-/// `Finished` is what an unknown XID gets, so it means lost unless the coordinator may
-/// have forgotten the transaction.
+/// The verdict on a commit answered `status`, after which at most `ends_after` transactions
+/// ended. `Finished` is what an unknown XID gets, so it means lost unless the coordinator
+/// may have forgotten the transaction.
 fn verdict(status: GlobalStatus, ends_after: u64) -> Verdict {
     use GlobalStatus as G;
     match status {
@@ -367,8 +388,8 @@ pub struct FailoverReport {
     pub acknowledged_commits: u64,
     /// Of those, how many the leader no longer reports as committed (must be 0).
     pub lost_acknowledged: u64,
-    /// Of those, how many it forgot by design (more than its memory of finished
-    /// transactions ended after them).
+    /// Of those, how many answered `Finished` when it may have forgotten them by design (as
+    /// many transactions as it remembers may have ended after them).
     pub forgotten: u64,
 }
 
@@ -438,7 +459,7 @@ impl fmt::Display for FailoverReport {
         )?;
         let forgotten = match self.forgotten {
             0 => String::new(),
-            n => format!(", {n} forgotten by design"),
+            n => format!(", {n} older than what the leader remembers"),
         };
         writeln!(
             f,

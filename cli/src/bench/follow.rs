@@ -102,9 +102,10 @@ impl FollowedConnection {
 /// What the coordinators acknowledged to the workers, checked after the run.
 #[derive(Debug, Default)]
 pub struct Acknowledged {
-    /// Acknowledged ends (commits and rollbacks) so far.
+    /// Transactions begun that ended, or may have (a failed commit may have gone through):
+    /// an upper bound of what the coordinator has finished since.
     ends: AtomicU64,
-    /// Each committed XID with the number of acknowledged ends before it.
+    /// Each committed XID with the number of such ends before it.
     committed: Mutex<Vec<(u64, String)>>,
 }
 
@@ -117,11 +118,12 @@ impl Acknowledged {
             .push((seq, xid));
     }
 
-    fn rollback(&self) {
+    /// A transaction begun that was rolled back or failed.
+    fn other_end(&self) {
         self.ends.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The committed XIDs, each with how many acknowledged ends came after it.
+    /// The committed XIDs, each with how many transactions ended (or may have) after it.
     pub fn take(&self) -> Vec<(String, u64)> {
         let ends = self.ends.load(Ordering::Relaxed);
         let committed = std::mem::take(
@@ -201,8 +203,13 @@ impl TransactionRunner for FollowingWorker {
                 // Committed means begun: the XID is there.
                 self.acknowledged.commit(xid.unwrap_or_default());
             }
-            End::RolledBack => self.acknowledged.rollback(),
-            End::Failed(_) => self.failed = true,
+            End::RolledBack => self.acknowledged.other_end(),
+            End::Failed(_) => {
+                if xid.is_some() {
+                    self.acknowledged.other_end();
+                }
+                self.failed = true;
+            }
         }
         outcome
     }
@@ -216,7 +223,7 @@ mod tests {
     fn each_commit_knows_how_many_ends_followed_it() {
         let acknowledged = Acknowledged::default();
         acknowledged.commit("a".into());
-        acknowledged.rollback();
+        acknowledged.other_end();
         acknowledged.commit("b".into());
         acknowledged.commit("c".into());
         assert_eq!(
