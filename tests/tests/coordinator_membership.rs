@@ -18,9 +18,7 @@ async fn a_rolling_restart_under_load_loses_nothing() {
     for id in 1..=3 {
         workload.until_progress(BETWEEN_STEPS).await;
         // As the operator does: leadership leaves a node before it restarts.
-        if group.leader().await == id {
-            group.transfer_leadership(id % 3 + 1).await;
-        }
+        group.move_leadership_off(id).await;
         group.node_mut(id).terminate();
         group.node_mut(id).restart();
         group.until_ready(id).await;
@@ -50,9 +48,7 @@ async fn growing_to_five_voters_and_back_under_load_loses_nothing() {
     assert_eq!(group.voters().await, [1, 2, 3, 4, 5]);
     for id in [5, 4] {
         workload.until_progress(BETWEEN_STEPS).await;
-        if group.leader().await == id {
-            group.transfer_leadership(1).await;
-        }
+        group.move_leadership_off(id).await;
         group.remove(id).await;
         group.node_mut(id).terminate();
     }
