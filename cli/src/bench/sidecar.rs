@@ -59,6 +59,10 @@ pub struct SidecarBenchArgs {
     #[arg(long)]
     batch: bool,
 
+    /// The sidecar's `--worker-threads`.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    sidecar_worker_threads: u16,
+
     /// Print one JSON object instead of tables.
     #[arg(long)]
     json: bool,
@@ -125,8 +129,11 @@ impl SidecarBenchArgs {
         let direct = Report::new(&plan, &direct);
 
         let dir = cluster.dir().context("the cluster has no directory")?;
-        let mut sidecar =
-            SidecarChild::start(&cluster.seata_addrs(), dir.into(), self.batch).await?;
+        let options = SidecarOptions {
+            batch: self.batch,
+            worker_threads: self.sidecar_worker_threads,
+        };
+        let mut sidecar = SidecarChild::start(&cluster.seata_addrs(), dir.into(), options).await?;
         let client = Sidecar::new(format!("http://{}", sidecar.grpc_addr))?;
         let serving = client.serve(Arc::new(InstantConfirm));
         interrupt
@@ -238,6 +245,15 @@ impl TransactionRunner for SidecarWorker {
     }
 }
 
+/// How the sidecar child runs.
+#[derive(Debug, Clone, Copy)]
+struct SidecarOptions {
+    /// Merge concurrent upstream requests.
+    batch: bool,
+    /// Its `--worker-threads`.
+    worker_threads: u16,
+}
+
 /// `txmesh sidecar` as a child process, its fence under the cluster's directory.
 struct SidecarChild {
     child: Option<Child>,
@@ -246,7 +262,11 @@ struct SidecarChild {
 }
 
 impl SidecarChild {
-    async fn start(coordinators: &[SocketAddr], dir: PathBuf, batch: bool) -> anyhow::Result<Self> {
+    async fn start(
+        coordinators: &[SocketAddr],
+        dir: PathBuf,
+        options: SidecarOptions,
+    ) -> anyhow::Result<Self> {
         let [grpc_addr, http_addr] = child::free_local_addrs(2)?
             .try_into()
             .map_err(|_| anyhow::anyhow!("expected two addresses"))?;
@@ -266,7 +286,11 @@ impl SidecarChild {
             "--data-dir".to_owned(),
             dir.join("sidecar").display().to_string(),
         ];
-        if !batch {
+        args.extend([
+            "--worker-threads".to_owned(),
+            options.worker_threads.to_string(),
+        ]);
+        if !options.batch {
             args.push("--no-batch".to_owned());
         }
         let log_path = dir.join("sidecar.log");
