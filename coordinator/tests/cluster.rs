@@ -668,3 +668,84 @@ async fn an_rm_registered_on_a_follower_gets_phase_two_once_it_leads() {
         "both connections outlived the change of leader"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_begun_under_a_dead_leader_is_continued_under_the_next() {
+    let mut cluster = Cluster::of_three().await;
+    assert_eq!(cluster.leader().await, 1);
+    // RMs register with every node, as Seata's raft-mode clients do.
+    let (commits, mut committed) = mpsc::unbounded_channel();
+    let mut rms = BTreeMap::new();
+    for id in [1, 2, 3] {
+        let config = ClientConfig {
+            application_id: "stock".into(),
+            ..ClientConfig::default()
+        };
+        let addr = cluster.node(id).seata_addr().to_string();
+        let recorder = Arc::new(CommitRecorder(commits.clone()));
+        let rm = SeataClient::connect(&addr, config, recorder)
+            .await
+            .expect("connects");
+        rm.register_rm(&["debit".to_owned()])
+            .await
+            .expect("registers");
+        rms.insert(id, rm);
+    }
+    let register = |rm: &SeataClient, xid: &str| {
+        let request = BranchRegisterRequest {
+            xid: xid.to_owned(),
+            branch_type: BranchType::Tcc,
+            resource_id: "debit".into(),
+            lock_key: String::new(),
+            application_data: String::new(),
+        };
+        let rm = rm.clone();
+        async move {
+            match rm
+                .call(Message::BranchRegisterRequest(request))
+                .await
+                .expect("answered")
+            {
+                Message::BranchRegisterResponse(r) if r.result.is_success() => r.branch_id,
+                other => panic!("branch registration failed: {other:?}"),
+            }
+        }
+    };
+    let xid = begin(&cluster.tm(1).await, 60_000).await;
+    let first = register(&rms[&1], &xid).await;
+
+    cluster.stop(1).await;
+    let successor = cluster.leader().await;
+    // Unlike Seata's raft mode, the new leader does not roll live transactions back.
+    cluster.until_begun(successor, &xid).await;
+    let second = register(&rms[&successor], &xid).await;
+    let commit = GlobalEndRequest {
+        xid: xid.clone(),
+        extra_data: String::new(),
+    };
+    match cluster
+        .tm(successor)
+        .await
+        .call(Message::GlobalCommitRequest(commit))
+        .await
+        .expect("answered")
+    {
+        Message::GlobalCommitResponse(r) => {
+            assert_eq!(r.global_status, GlobalStatus::Committed, "{r:?}")
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+    let mut received = Vec::new();
+    for _ in 0..2 {
+        received.push(
+            bounded(committed.recv())
+                .await
+                .expect("BranchCommit arrives"),
+        );
+    }
+    assert_eq!(
+        received,
+        [(xid.clone(), first), (xid, second)],
+        "both branches committed, in registration order"
+    );
+}
