@@ -6,13 +6,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BOUND, Reply, begin, bounded, http, loopback_config};
+use common::{BOUND, Reply, begin, bounded, branch, commit, http, loopback_config};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use txmesh_coordinator::{Coordinator, CoordinatorConfig};
 use txmesh_seata::client::{ClientConfig, NoResources, SeataClient, ServerRequestHandler};
 use txmesh_seata::message::*;
-use txmesh_seata::{BranchStatus, BranchType, GlobalStatus, Message};
+use txmesh_seata::{BranchStatus, BranchType, GlobalStatus};
 
 const TOKEN: &str = "s3cret-token";
 
@@ -126,37 +126,9 @@ fn done(request: BranchEndRequest, branch_status: BranchStatus) -> BranchEndResp
     }
 }
 
-async fn commit(tm: &SeataClient, xid: &str) -> GlobalStatus {
-    let request = GlobalEndRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    };
-    match tm
-        .call(Message::GlobalCommitRequest(request))
-        .await
-        .expect("answered")
-    {
-        Message::GlobalCommitResponse(r) => r.global_status,
-        other => panic!("unexpected answer {other:?}"),
-    }
-}
-
+/// Registers an AT branch locking `lock_key`; its id.
 async fn lock_rows(rm: &SeataClient, xid: &str, lock_key: &str) -> i64 {
-    let request = BranchRegisterRequest {
-        xid: xid.into(),
-        branch_type: BranchType::At,
-        resource_id: "jdbc:db".into(),
-        lock_key: lock_key.into(),
-        application_data: String::new(),
-    };
-    match rm
-        .call(Message::BranchRegisterRequest(request))
-        .await
-        .expect("answered")
-    {
-        Message::BranchRegisterResponse(r) if r.result.is_success() => r.branch_id,
-        other => panic!("registration failed: {other:?}"),
-    }
+    branch(rm, xid, BranchType::At, "jdbc:db", lock_key).await
 }
 
 fn xids(page: &Value) -> Vec<&str> {

@@ -8,17 +8,14 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BOUND, Body, Reply, begin, bounded, http, loopback_config, send};
+use common::{BOUND, Body, Reply, begin, bounded, branch, commit, http, loopback_config, send};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::mpsc;
 use txmesh_coordinator::config::{Peer, RaftTuning};
 use txmesh_coordinator::{Coordinator, CoordinatorConfig};
 use txmesh_seata::client::{ClientConfig, NoResources, SeataClient, ServerRequestHandler};
-use txmesh_seata::message::{
-    BranchEndRequest, BranchEndResponse, BranchRegisterRequest, GlobalBeginRequest,
-    GlobalEndRequest, TxResult,
-};
+use txmesh_seata::message::{BranchEndRequest, BranchEndResponse, GlobalBeginRequest, TxResult};
 use txmesh_seata::{BranchStatus, BranchType, GlobalStatus, Message, TransactionExceptionCode};
 
 const TOKEN: &str = "cluster-token";
@@ -630,35 +627,8 @@ async fn an_rm_registered_on_a_follower_gets_phase_two_once_it_leads() {
         "node 2 leads"
     );
     let xid = begin(&tm, 60_000).await;
-    let register = BranchRegisterRequest {
-        xid: xid.clone(),
-        branch_type: BranchType::Tcc,
-        resource_id: "debit".into(),
-        lock_key: String::new(),
-        application_data: String::new(),
-    };
-    let branch_id = match rm
-        .call(Message::BranchRegisterRequest(register))
-        .await
-        .expect("answered")
-    {
-        Message::BranchRegisterResponse(r) if r.result.is_success() => r.branch_id,
-        other => panic!("branch registration failed: {other:?}"),
-    };
-    let commit = GlobalEndRequest {
-        xid: xid.clone(),
-        extra_data: String::new(),
-    };
-    match tm
-        .call(Message::GlobalCommitRequest(commit))
-        .await
-        .expect("answered")
-    {
-        Message::GlobalCommitResponse(r) => {
-            assert_eq!(r.global_status, GlobalStatus::Committed, "{r:?}")
-        }
-        other => panic!("unexpected answer {other:?}"),
-    }
+    let branch_id = branch(&rm, &xid, BranchType::Tcc, "debit", "").await;
+    assert_eq!(commit(&tm, &xid).await, GlobalStatus::Committed);
     let received = bounded(committed.recv())
         .await
         .expect("BranchCommit arrives");
@@ -691,50 +661,16 @@ async fn a_transaction_begun_under_a_dead_leader_is_continued_under_the_next() {
             .expect("registers");
         rms.insert(id, rm);
     }
-    let register = |rm: &SeataClient, xid: &str| {
-        let request = BranchRegisterRequest {
-            xid: xid.to_owned(),
-            branch_type: BranchType::Tcc,
-            resource_id: "debit".into(),
-            lock_key: String::new(),
-            application_data: String::new(),
-        };
-        let rm = rm.clone();
-        async move {
-            match rm
-                .call(Message::BranchRegisterRequest(request))
-                .await
-                .expect("answered")
-            {
-                Message::BranchRegisterResponse(r) if r.result.is_success() => r.branch_id,
-                other => panic!("branch registration failed: {other:?}"),
-            }
-        }
-    };
     let xid = begin(&cluster.tm(1).await, 60_000).await;
-    let first = register(&rms[&1], &xid).await;
+    let first = branch(&rms[&1], &xid, BranchType::Tcc, "debit", "").await;
 
     cluster.stop(1).await;
     let successor = cluster.leader().await;
     // Unlike Seata's raft mode, the new leader does not roll live transactions back.
     cluster.until_begun(successor, &xid).await;
-    let second = register(&rms[&successor], &xid).await;
-    let commit = GlobalEndRequest {
-        xid: xid.clone(),
-        extra_data: String::new(),
-    };
-    match cluster
-        .tm(successor)
-        .await
-        .call(Message::GlobalCommitRequest(commit))
-        .await
-        .expect("answered")
-    {
-        Message::GlobalCommitResponse(r) => {
-            assert_eq!(r.global_status, GlobalStatus::Committed, "{r:?}")
-        }
-        other => panic!("unexpected answer {other:?}"),
-    }
+    let second = branch(&rms[&successor], &xid, BranchType::Tcc, "debit", "").await;
+    let tm = cluster.tm(successor).await;
+    assert_eq!(commit(&tm, &xid).await, GlobalStatus::Committed);
     let mut received = Vec::new();
     for _ in 0..2 {
         received.push(

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{BOUND, begin, bounded, loopback_config};
+use common::{
+    BOUND, begin, bounded, branch, commit, end, end_request, loopback_config, register, rollback,
+    status,
+};
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
@@ -158,79 +161,6 @@ impl ServerRequestHandler for Rm {
             BranchStatus::PhaseTwoRollbackFailedRetryable,
         )
     }
-}
-
-async fn register(
-    rm: &SeataClient,
-    xid: &str,
-    branch_type: BranchType,
-    resource: &str,
-    lock_key: &str,
-) -> BranchRegisterResponse {
-    let request = BranchRegisterRequest {
-        xid: xid.into(),
-        branch_type,
-        resource_id: resource.into(),
-        lock_key: lock_key.into(),
-        application_data: String::new(),
-    };
-    match rm
-        .call(Message::BranchRegisterRequest(request))
-        .await
-        .expect("answered")
-    {
-        Message::BranchRegisterResponse(r) => r,
-        other => panic!("unexpected answer {other:?}"),
-    }
-}
-
-async fn branch(
-    rm: &SeataClient,
-    xid: &str,
-    branch_type: BranchType,
-    resource: &str,
-    lock_key: &str,
-) -> i64 {
-    let answer = register(rm, xid, branch_type, resource, lock_key).await;
-    assert!(
-        answer.result.is_success(),
-        "registration failed: {answer:?}"
-    );
-    answer.branch_id
-}
-
-fn end_request(xid: &str) -> GlobalEndRequest {
-    GlobalEndRequest {
-        xid: xid.into(),
-        extra_data: String::new(),
-    }
-}
-
-async fn end(tm: &SeataClient, request: Message) -> GlobalEndResponse {
-    match tm.call(request).await.expect("answered") {
-        Message::GlobalCommitResponse(r)
-        | Message::GlobalRollbackResponse(r)
-        | Message::GlobalStatusResponse(r) => r,
-        other => panic!("unexpected answer {other:?}"),
-    }
-}
-
-async fn commit(tm: &SeataClient, xid: &str) -> GlobalStatus {
-    end(tm, Message::GlobalCommitRequest(end_request(xid)))
-        .await
-        .global_status
-}
-
-async fn rollback(tm: &SeataClient, xid: &str) -> GlobalStatus {
-    end(tm, Message::GlobalRollbackRequest(end_request(xid)))
-        .await
-        .global_status
-}
-
-async fn status(tm: &SeataClient, xid: &str) -> GlobalStatus {
-    end(tm, Message::GlobalStatusRequest(end_request(xid)))
-        .await
-        .global_status
 }
 
 /// Polls the status until it is `wanted`.

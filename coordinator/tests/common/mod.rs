@@ -1,5 +1,5 @@
 //! What the coordinator's integration tests share: bounded waits, a loopback configuration,
-//! a raw HTTP/1.1 client for the admin API, and a Seata TM call.
+//! a raw HTTP/1.1 client for the admin API, and the Seata TM and RM calls.
 
 // Each test binary compiles this module and uses only part of it.
 #![allow(dead_code)]
@@ -12,9 +12,12 @@ use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use txmesh_coordinator::CoordinatorConfig;
-use txmesh_seata::Message;
 use txmesh_seata::client::SeataClient;
-use txmesh_seata::message::GlobalBeginRequest;
+use txmesh_seata::message::{
+    BranchRegisterRequest, BranchRegisterResponse, GlobalBeginRequest, GlobalEndRequest,
+    GlobalEndResponse,
+};
+use txmesh_seata::{BranchType, GlobalStatus, Message};
 
 /// Upper bound for anything a test waits for.
 pub const BOUND: Duration = Duration::from_secs(10);
@@ -170,4 +173,84 @@ pub async fn begin(tm: &SeataClient, timeout_ms: i32) -> String {
         Message::GlobalBeginResponse(r) if r.result.is_success() => r.xid,
         other => panic!("begin failed: {other:?}"),
     }
+}
+
+/// Registers a branch; the coordinator's answer, whatever it is.
+pub async fn register(
+    rm: &SeataClient,
+    xid: &str,
+    branch_type: BranchType,
+    resource: &str,
+    lock_key: &str,
+) -> BranchRegisterResponse {
+    let request = BranchRegisterRequest {
+        xid: xid.into(),
+        branch_type,
+        resource_id: resource.into(),
+        lock_key: lock_key.into(),
+        application_data: String::new(),
+    };
+    match rm
+        .call(Message::BranchRegisterRequest(request))
+        .await
+        .expect("answered")
+    {
+        Message::BranchRegisterResponse(r) => r,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// Registers a branch that must be accepted; its id.
+pub async fn branch(
+    rm: &SeataClient,
+    xid: &str,
+    branch_type: BranchType,
+    resource: &str,
+    lock_key: &str,
+) -> i64 {
+    let answer = register(rm, xid, branch_type, resource, lock_key).await;
+    assert!(
+        answer.result.is_success(),
+        "registration failed: {answer:?}"
+    );
+    answer.branch_id
+}
+
+/// A commit, rollback or status request for `xid`.
+pub fn end_request(xid: &str) -> GlobalEndRequest {
+    GlobalEndRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+    }
+}
+
+/// Sends a commit, rollback or status request; the answer.
+pub async fn end(tm: &SeataClient, request: Message) -> GlobalEndResponse {
+    match tm.call(request).await.expect("answered") {
+        Message::GlobalCommitResponse(r)
+        | Message::GlobalRollbackResponse(r)
+        | Message::GlobalStatusResponse(r) => r,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// Commits `xid`; the status answered.
+pub async fn commit(tm: &SeataClient, xid: &str) -> GlobalStatus {
+    end(tm, Message::GlobalCommitRequest(end_request(xid)))
+        .await
+        .global_status
+}
+
+/// Rolls `xid` back; the status answered.
+pub async fn rollback(tm: &SeataClient, xid: &str) -> GlobalStatus {
+    end(tm, Message::GlobalRollbackRequest(end_request(xid)))
+        .await
+        .global_status
+}
+
+/// Asks for `xid`'s status.
+pub async fn status(tm: &SeataClient, xid: &str) -> GlobalStatus {
+    end(tm, Message::GlobalStatusRequest(end_request(xid)))
+        .await
+        .global_status
 }
