@@ -1,13 +1,16 @@
 //! `txmesh frame decode|encode`, run as a binary: every valid frame survives `decode | encode`
 //! byte for byte, and malformed input fails with exit code 2 and one line on stderr.
 
+mod common;
+
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
 
 use bytes::BytesMut;
 use serde_json::{Value, json};
 use txmesh_seata::message::*;
 use txmesh_seata::*;
+
+use common::txmesh_with_input;
 
 const XID: &str = "192.168.0.2:8091:2000042948";
 
@@ -64,26 +67,9 @@ const SPEC_VECTORS: &[&str] = &[
 
 // ---- running the binary ----
 
-fn txmesh(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_txmesh"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("txmesh starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(stdin.as_bytes())
-        .expect("stdin is written");
-    child.wait_with_output().expect("txmesh runs")
-}
-
 /// Stdout of a run that must succeed.
 fn succeed(args: &[&str], stdin: &str) -> String {
-    let output = txmesh(args, stdin);
+    let output = txmesh_with_input(args, stdin);
     assert!(
         output.status.success(),
         "txmesh {args:?} failed: {}",
@@ -126,7 +112,7 @@ fn assert_round_trip(hex: &str) -> Value {
 
 /// Asserts a run fails with exit code 2 and one `error:` line on stderr that mentions `expected`.
 fn assert_fails(args: &[&str], stdin: &str, expected: &str) {
-    let output = txmesh(args, stdin);
+    let output = txmesh_with_input(args, stdin);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
     assert!(output.stdout.is_empty());

@@ -18,10 +18,11 @@
 //! Head maps keep the order Java put on the wire (a `HashMap`'s, or a `LinkedHashMap`'s for the
 //! insertion-order one). Registration responses use the v1 layout (identified + version).
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+mod common;
 
 use serde_json::Value;
+
+use common::txmesh_with_input;
 
 /// `(label, frame in hex)`; the label starts with the body's type name (`Heartbeat` for pings
 /// and pongs, which carry no body). 149 frames.
@@ -620,26 +621,9 @@ const JAVA_VECTORS: &[(&str, &str)] = &[
 
 // ---- running the binary ----
 
-fn txmesh(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_txmesh"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("txmesh starts");
-    child
-        .stdin
-        .take()
-        .expect("stdin is piped")
-        .write_all(stdin.as_bytes())
-        .expect("stdin is written");
-    child.wait_with_output().expect("txmesh runs")
-}
-
 /// Stdout of a run, or its stderr as the error.
 fn run(args: &[&str], stdin: &str) -> Result<String, String> {
-    let output = txmesh(args, stdin);
+    let output = txmesh_with_input(args, stdin);
     if !output.status.success() {
         return Err(String::from_utf8_lossy(&output.stderr)
             .trim_end()

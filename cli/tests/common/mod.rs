@@ -1,7 +1,11 @@
-//! Running the `txmesh` binary from a test: bounded in time, output captured.
+//! Running the `txmesh` binary from a test, output captured: long runs bounded in time,
+//! short ones fed on stdin.
 
-use std::io::Read;
-use std::process::{Command, ExitStatus, Stdio};
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::process::{Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A finished run.
@@ -47,4 +51,22 @@ pub fn txmesh(args: &[&str], bound: Duration) -> Run {
         stdout: read(child.stdout.as_mut().map(|p| p as _)),
         stderr: read(child.stderr.as_mut().map(|p| p as _)),
     }
+}
+
+/// Runs `txmesh <args>` with `stdin` as its input, to its end.
+pub fn txmesh_with_input(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_txmesh"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("txmesh starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin is piped")
+        .write_all(stdin.as_bytes())
+        .expect("stdin is written");
+    child.wait_with_output().expect("txmesh runs")
 }
