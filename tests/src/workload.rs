@@ -130,17 +130,7 @@ impl Running {
 
 /// The exception code of a failed answer.
 fn failure_code(answer: &Message) -> Option<Code> {
-    let result = match answer {
-        Message::GlobalBeginResponse(r) => &r.result,
-        Message::GlobalCommitResponse(r)
-        | Message::GlobalRollbackResponse(r)
-        | Message::GlobalStatusResponse(r)
-        | Message::GlobalReportResponse(r) => &r.result,
-        Message::BranchRegisterResponse(r) => &r.result,
-        Message::BranchReportResponse(r) => r,
-        Message::GlobalLockQueryResponse(r) => &r.result,
-        _ => return None,
-    };
+    let result = answer.tx_result()?;
     (!result.is_success()).then_some(result.exception_code)
 }
 

@@ -213,6 +213,23 @@ impl Message {
         self.write_payload(dst, ctx)
     }
 
+    /// The result header of a coordinator's answer to a TM or RM request (begin, commit,
+    /// rollback, status, report, branch register/report, lock query); `None` for any other
+    /// message.
+    pub fn tx_result(&self) -> Option<&TxResult> {
+        Some(match self {
+            Message::GlobalBeginResponse(r) => &r.result,
+            Message::GlobalCommitResponse(r)
+            | Message::GlobalRollbackResponse(r)
+            | Message::GlobalStatusResponse(r)
+            | Message::GlobalReportResponse(r) => &r.result,
+            Message::BranchRegisterResponse(r) => &r.result,
+            Message::BranchReportResponse(r) => r,
+            Message::GlobalLockQueryResponse(r) => &r.result,
+            _ => return None,
+        })
+    }
+
     /// Whether this message is a batch of other messages.
     pub const fn is_batch(&self) -> bool {
         matches!(

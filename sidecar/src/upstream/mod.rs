@@ -171,7 +171,7 @@ impl<H: ServerRequestHandler> Upstream<H> {
                 continue;
             };
             let answer = client.call(request.clone()).await?;
-            if tx_result(&answer).is_some_and(is_not_leader) {
+            if answer.tx_result().is_some_and(is_not_leader) {
                 // Not executed: safe to send elsewhere. The connection stays, registered, for
                 // when its node leads.
                 tracing::debug!(peer = %client.peer_addr(), "coordinator is not the leader; trying another");
@@ -276,21 +276,6 @@ async fn supervise<H: ServerRequestHandler>(
 
 /// How soon a request asks every node again when all of them answered not-leader.
 const LEADER_RETRY: Duration = Duration::from_millis(20);
-
-/// The result header of a coordinator's answer.
-pub fn tx_result(answer: &Message) -> Option<&TxResult> {
-    Some(match answer {
-        Message::GlobalBeginResponse(r) => &r.result,
-        Message::GlobalCommitResponse(r)
-        | Message::GlobalRollbackResponse(r)
-        | Message::GlobalStatusResponse(r)
-        | Message::GlobalReportResponse(r) => &r.result,
-        Message::BranchRegisterResponse(r) => &r.result,
-        Message::BranchReportResponse(r) => r,
-        Message::GlobalLockQueryResponse(r) => &r.result,
-        _ => return None,
-    })
-}
 
 fn is_not_leader(result: &TxResult) -> bool {
     !result.is_success() && result.exception_code == TransactionExceptionCode::NotRaftLeader
