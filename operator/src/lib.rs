@@ -11,6 +11,8 @@
 pub mod admin;
 pub mod build;
 pub mod controller;
+#[cfg(test)]
+mod fixtures;
 pub mod lease;
 pub mod membership;
 pub mod metrics;

@@ -92,17 +92,7 @@ mod tests {
     use super::*;
 
     fn coordinator(name: &str, spec: serde_json::Value) -> TransactionCoordinator {
-        let mut full = json!({"image": "txmesh/txmesh:0.1.0"});
-        if let (Some(full), Some(spec)) = (full.as_object_mut(), spec.as_object()) {
-            full.extend(spec.clone());
-        }
-        serde_json::from_value(json!({
-            "apiVersion": "txmesh.io/v1alpha1",
-            "kind": "TransactionCoordinator",
-            "metadata": {"name": name, "namespace": "payments"},
-            "spec": full,
-        }))
-        .expect("valid resource")
+        crate::fixtures::coordinator(json!({"name": name}), spec)
     }
 
     #[test]

@@ -38,24 +38,13 @@ fn context() -> (Arc<Context>, ApiHandle) {
 
 /// A resource as the API server would hand it over, with `spec` over a minimal spec.
 fn coordinator(spec: Value, finalizers: &[&str]) -> TransactionCoordinator {
-    let mut full = json!({"image": "txmesh/txmesh:0.1.0"});
-    if let (Some(full), Some(spec)) = (full.as_object_mut(), spec.as_object()) {
-        full.extend(spec.clone());
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "txmesh.io/v1alpha1",
-        "kind": "TransactionCoordinator",
-        "metadata": {
-            "name": "tc",
-            "namespace": "payments",
-            "uid": "0b6d3c3e-6f1e-4c55-9d3a-1f2a3b4c5d6e",
-            "generation": 1,
-            "resourceVersion": "100",
-            "finalizers": finalizers,
-        },
-        "spec": full,
-    }))
-    .expect("valid resource")
+    let metadata = json!({
+        "uid": "0b6d3c3e-6f1e-4c55-9d3a-1f2a3b4c5d6e",
+        "generation": 1,
+        "resourceVersion": "100",
+        "finalizers": finalizers,
+    });
+    crate::fixtures::coordinator(metadata, spec)
 }
 
 /// The next request, which must be `method` on `path` (the query string aside); returns its

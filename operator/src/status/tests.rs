@@ -29,13 +29,7 @@ fn view() -> ClusterView {
 }
 
 fn coordinator(status: Option<TransactionCoordinatorStatus>) -> TransactionCoordinator {
-    let mut tc: TransactionCoordinator = serde_json::from_value(json!({
-        "apiVersion": "txmesh.io/v1alpha1",
-        "kind": "TransactionCoordinator",
-        "metadata": {"name": "tc", "namespace": "payments", "generation": 2},
-        "spec": {"image": "txmesh/txmesh:0.1.0"},
-    }))
-    .expect("valid resource");
+    let mut tc = crate::fixtures::coordinator(json!({"generation": 2}), json!({}));
     tc.status = status;
     tc
 }
