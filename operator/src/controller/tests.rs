@@ -16,6 +16,7 @@ use crate::admin::double::{Coordinators, Group, TOKEN};
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
 
 const STATEFUL_SET: &str = "/apis/apps/v1/namespaces/payments/statefulsets/tc";
+const ADMIN_TOKEN: &str = "/api/v1/namespaces/payments/secrets/tc-admin-token";
 
 fn context() -> (Arc<Context>, ApiHandle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
@@ -100,6 +101,20 @@ async fn expect_apply(handle: &mut ApiHandle, path: &str) -> Value {
     body
 }
 
+/// How every apply pass of a group without a StatefulSet starts: the StatefulSet looked up
+/// (none), the admin-token Secret read (answered with `existing`, or 404) and applied. The
+/// applied Secret.
+async fn expect_token_applied(handle: &mut ApiHandle, existing: Option<&Value>) -> Value {
+    let (_, send) = expect(handle, Method::GET, STATEFUL_SET).await;
+    not_found(send);
+    let (_, send) = expect(handle, Method::GET, ADMIN_TOKEN).await;
+    match existing {
+        Some(secret) => respond(send, StatusCode::OK, secret),
+        None => not_found(send),
+    }
+    expect_apply(handle, ADMIN_TOKEN).await
+}
+
 /// Answers an Event creation; returns the Event.
 async fn expect_event(handle: &mut ApiHandle) -> Value {
     let (body, send) = expect(
@@ -171,16 +186,7 @@ async fn create_applies_every_object_then_reports_progress() {
     let tc = coordinator(json!({}), &[FINALIZER]);
     let server = async {
         let ns = "/api/v1/namespaces/payments";
-        let (_, send) = expect(&mut handle, Method::GET, STATEFUL_SET).await;
-        not_found(send);
-        let (_, send) = expect(
-            &mut handle,
-            Method::GET,
-            &format!("{ns}/secrets/tc-admin-token"),
-        )
-        .await;
-        not_found(send);
-        let secret = expect_apply(&mut handle, &format!("{ns}/secrets/tc-admin-token")).await;
+        let secret = expect_token_applied(&mut handle, None).await;
         let token = secret["data"]["admin-token"].as_str().expect("token");
         // 32 random bytes as hex, base64-encoded: 88 characters.
         assert_eq!(token.len(), 88, "{token}");
@@ -298,21 +304,12 @@ async fn an_update_keeps_the_admin_token_and_announces_the_new_generation() {
     });
     let server = async {
         let ns = "/api/v1/namespaces/payments";
-        let (_, send) = expect(&mut handle, Method::GET, STATEFUL_SET).await;
-        not_found(send);
-        let (_, send) = expect(
-            &mut handle,
-            Method::GET,
-            &format!("{ns}/secrets/tc-admin-token"),
-        )
-        .await;
         let existing = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "tc-admin-token", "namespace": "payments"},
             "data": {"admin-token": "a2VwdC10b2tlbg=="},
         });
-        respond(send, StatusCode::OK, &existing);
-        let secret = expect_apply(&mut handle, &format!("{ns}/secrets/tc-admin-token")).await;
+        let secret = expect_token_applied(&mut handle, Some(&existing)).await;
         assert_eq!(
             secret["data"]["admin-token"], "a2VwdC10b2tlbg==",
             "the token is kept"
@@ -389,16 +386,7 @@ async fn a_refused_apply_is_degraded_with_a_warning_and_backs_off() {
     let tc = coordinator(json!({}), &[FINALIZER]);
     let server = async {
         let ns = "/api/v1/namespaces/payments";
-        let (_, send) = expect(&mut handle, Method::GET, STATEFUL_SET).await;
-        not_found(send);
-        let (_, send) = expect(
-            &mut handle,
-            Method::GET,
-            &format!("{ns}/secrets/tc-admin-token"),
-        )
-        .await;
-        not_found(send);
-        expect_apply(&mut handle, &format!("{ns}/secrets/tc-admin-token")).await;
+        expect_token_applied(&mut handle, None).await;
         expect_apply(&mut handle, &format!("{ns}/configmaps/tc-config")).await;
         expect_apply(&mut handle, &format!("{ns}/services/tc-peers")).await;
         expect_apply(&mut handle, &format!("{ns}/services/tc")).await;
@@ -613,7 +601,7 @@ impl World {
                     &json!({"metadata": {}, "items": items}),
                 );
             }
-            (Method::GET, "/api/v1/namespaces/payments/secrets/tc-admin-token") => {
+            (Method::GET, ADMIN_TOKEN) => {
                 let secret = json!({
                     "metadata": {"name": "tc-admin-token", "namespace": "payments"},
                     "data": {"admin-token": k8s_openapi::ByteString(TOKEN.into())},
