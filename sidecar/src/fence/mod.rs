@@ -7,8 +7,9 @@
 //! - **anti-suspension**: a register for an XID already rolled back here is refused, so a
 //!   late try cannot freeze resources nobody will release.
 //!
-//! Records that must hold before the application acts (a try's, an empty rollback's) are
-//! synced before anyone is answered. The record of a done Confirm/Cancel is written (readable
+//! Records that must hold before the application acts are synced before anyone is answered:
+//! a register's intent (written while the coordinator registers the branch, and standing in
+//! for the branch's own record, which is only written) and an empty rollback. The record of a done Confirm/Cancel is written (readable
 //! at once) before the coordinator is answered and synced moments later: losing it in a crash
 //! matters only if the coordinator also missed the answer and redelivers, whereas syncing
 //! first would turn every crash in that window into a redelivery. Work on one branch is
