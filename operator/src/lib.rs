@@ -16,6 +16,8 @@ mod fixtures;
 pub mod lease;
 pub mod membership;
 pub mod metrics;
+#[cfg(test)]
+mod mock_api;
 pub mod server;
 pub mod status;
 

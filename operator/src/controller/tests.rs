@@ -2,25 +2,21 @@
 //! test scripts the requests it expects, in order, answers them, and checks that nothing else
 //! was asked.
 
-use http::{Method, Request, Response, StatusCode};
-use kube::client::Body;
+use http::{Method, StatusCode};
 use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
-use tower_test::mock::{self, Handle};
 
 use std::collections::BTreeMap;
 
 use super::*;
 use crate::admin::double::{Coordinators, Group, TOKEN};
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+use crate::mock_api::{self, ApiHandle, expect, fail, not_found, respond};
 
 const STATEFUL_SET: &str = "/apis/apps/v1/namespaces/payments/statefulsets/tc";
 const ADMIN_TOKEN: &str = "/api/v1/namespaces/payments/secrets/tc-admin-token";
 
 fn context() -> (Arc<Context>, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, handle) = mock_api::client();
     let recorder = Recorder::new(
         client.clone(),
         Reporter {
@@ -46,52 +42,6 @@ fn coordinator(spec: Value, finalizers: &[&str]) -> TransactionCoordinator {
         "finalizers": finalizers,
     });
     crate::fixtures::coordinator(metadata, spec)
-}
-
-/// The next request, which must be `method` on `path` (the query string aside); returns its
-/// JSON body (null when empty) and the means to answer it.
-async fn expect(
-    handle: &mut ApiHandle,
-    method: Method,
-    path: &str,
-) -> (Value, mock::SendResponse<Response<Body>>) {
-    let (request, send) = handle
-        .next_request()
-        .await
-        .unwrap_or_else(|| panic!("expected {method} {path}, but the reconciler stopped"));
-    assert_eq!(
-        (request.method(), request.uri().path()),
-        (&method, path),
-        "unexpected request"
-    );
-    let bytes = request
-        .into_body()
-        .collect_bytes()
-        .await
-        .expect("request body");
-    let body = match bytes.is_empty() {
-        true => Value::Null,
-        false => serde_json::from_slice(&bytes).expect("JSON request body"),
-    };
-    (body, send)
-}
-
-fn respond(send: mock::SendResponse<Response<Body>>, code: StatusCode, body: &Value) {
-    let bytes = serde_json::to_vec(body).expect("JSON");
-    send.send_response(
-        Response::builder()
-            .status(code)
-            .body(Body::from(bytes))
-            .expect("response"),
-    );
-}
-
-fn not_found(send: mock::SendResponse<Response<Body>>) {
-    let status = json!({
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": "not found", "reason": "NotFound", "code": 404,
-    });
-    respond(send, StatusCode::NOT_FOUND, &status);
 }
 
 /// Answers a server-side apply with the applied object.
@@ -142,11 +92,9 @@ async fn expect_status(handle: &mut ApiHandle, tc: &TransactionCoordinator) -> V
 }
 
 /// After the reconcile, no further request may come.
-async fn expect_no_more(ctx: Arc<Context>, mut handle: ApiHandle) {
+async fn expect_no_more(ctx: Arc<Context>, handle: ApiHandle) {
     drop(ctx);
-    if let Some((request, _)) = handle.next_request().await {
-        panic!("unexpected {} {}", request.method(), request.uri());
-    }
+    mock_api::expect_no_more(handle).await;
 }
 
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
@@ -338,11 +286,7 @@ async fn an_update_keeps_the_admin_token_and_announces_the_new_generation() {
         )
         .await;
         // Without RBAC for ServiceMonitors the operator never made one: nothing to delete.
-        let forbidden = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "forbidden", "reason": "Forbidden", "code": 403,
-        });
-        respond(send, StatusCode::FORBIDDEN, &forbidden);
+        fail(send, StatusCode::FORBIDDEN, "Forbidden", "forbidden");
         let event = expect_event(&mut handle).await;
         assert_eq!(event["reason"], "Applied");
         let note = event["note"].as_str().expect("note");
@@ -396,12 +340,8 @@ async fn a_refused_apply_is_degraded_with_a_warning_and_backs_off() {
             "/apis/apps/v1/namespaces/payments/statefulsets/tc",
         )
         .await;
-        let refusal = json!({
-            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-            "message": "StatefulSet.apps \"tc\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden",
-            "reason": "Invalid", "code": 422,
-        });
-        respond(send, StatusCode::UNPROCESSABLE_ENTITY, &refusal);
+        let refusal = "StatefulSet.apps \"tc\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', 'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden";
+        fail(send, StatusCode::UNPROCESSABLE_ENTITY, "Invalid", refusal);
         let event = expect_event(&mut handle).await;
         assert_eq!(
             (&event["type"], &event["reason"]),
@@ -564,8 +504,8 @@ impl World {
 
     async fn answer(
         &mut self,
-        request: Request<Body>,
-        send: mock::SendResponse<Response<Body>>,
+        request: http::Request<kube::client::Body>,
+        send: mock_api::Answer,
         double: &Coordinators,
     ) {
         let method = request.method().clone();
