@@ -10,12 +10,13 @@ FUZZ_CORPUS := fuzz/corpus/$(FUZZ_TARGET)
 RUSTFMT_COLOR := $(if $(filter never,$(CARGO_TERM_COLOR)),never,auto)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-libclang deps-python demo test soak lint fmt-check clippy build bench fuzz fuzz-corpus clean
+.PHONY: help deps deps-libclang deps-python demo test chart-test soak lint fmt-check clippy build bench fuzz fuzz-corpus clean
 
 help:
 	@echo 'make demo    deps, then build in release mode and run txmesh demo (DEMO_ARGS=...)'
 	@echo 'make deps    install what the build and tests need (libclang, a Python venv), if missing'
-	@echo 'make test    deps, then cargo fmt --check, clippy -D warnings, cargo test'
+	@echo 'make test    deps, then cargo fmt --check, clippy -D warnings, the chart test, cargo test'
+	@echo 'make chart-test  lint, render and schema-check the Helm chart offline (TXMESH_BLESS=1 rewrites its golden files)'
 	@echo 'make soak    kill -9 the leader of a 3-node coordinator group 20 times under load'
 	@echo 'make lint    cargo fmt --check and clippy -D warnings'
 	@echo 'make build   cargo build --workspace'
@@ -60,16 +61,25 @@ deps-libclang:
 	    exit 1; \
 	fi
 
-# The Python environment with kubernetes-validate, which txmesh-operator's golden tests run to
-# check every object the operator builds against the Kubernetes schemas. The tests find it
-# through TXMESH_VENV (without it they skip that check). Created once, then reused.
+# The Python environment for the Kubernetes checks. kubernetes-validate: txmesh-operator's golden
+# tests run it on every object the operator builds (they find it through TXMESH_VENV; without
+# it they skip that check), and so does the chart test. helm-python-sdk: Helm's own engine as
+# a Python package, so the chart test lints and renders the chart with no helm binary; pinned
+# exactly, as the test also calls its native render for the options its wrapper lacks.
+# Created once, then reused; a pin change reinstalls.
 TXMESH_VENV ?= $(CURDIR)/.venv
+# Made absolute (a relative one is taken from this directory): cargo runs each crate's tests
+# in that crate's directory.
+override TXMESH_VENV := $(abspath $(TXMESH_VENV))
 export TXMESH_VENV
 KUBERNETES_VALIDATE_VERSION := 1.37.0
+HELM_PYTHON_SDK_VERSION := 0.2.2
+PYTHON_PINS := kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION) helm-python-sdk==$(HELM_PYTHON_SDK_VERSION)
 
 deps-python:
-	@if [ "$$("$(TXMESH_VENV)/bin/kubernetes-validate" --version 2>/dev/null)" = "$(KUBERNETES_VALIDATE_VERSION)" ]; then \
-	    echo "deps: kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) found in $(TXMESH_VENV)"; \
+	@if [ "$$("$(TXMESH_VENV)/bin/kubernetes-validate" --version 2>/dev/null)" = "$(KUBERNETES_VALIDATE_VERSION)" ] && \
+	    [ "$$("$(TXMESH_VENV)/bin/python" -c 'import helm_python; print(helm_python.__version__)' 2>/dev/null)" = "$(HELM_PYTHON_SDK_VERSION)" ]; then \
+	    echo "deps: kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) and helm-python-sdk $(HELM_PYTHON_SDK_VERSION) found in $(TXMESH_VENV)"; \
 	    exit 0; \
 	fi; \
 	if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then \
@@ -82,10 +92,9 @@ deps-python:
 	        exit 1; \
 	    fi; \
 	fi; \
-	echo "deps: installing kubernetes-validate $(KUBERNETES_VALIDATE_VERSION) into $(TXMESH_VENV)"; \
+	echo "deps: installing $(PYTHON_PINS) into $(TXMESH_VENV)"; \
 	python3 -m venv "$(TXMESH_VENV)" && \
-	"$(TXMESH_VENV)/bin/pip" install --quiet --disable-pip-version-check \
-	    "kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)"
+	"$(TXMESH_VENV)/bin/pip" install --quiet --disable-pip-version-check $(PYTHON_PINS)
 
 # ---------------------------------------------------------------------------------------------
 # Build, check, test.
@@ -96,8 +105,14 @@ DEMO_ARGS ?=
 demo: deps
 	$(CARGO) run --release -p txmesh -- demo $(DEMO_ARGS)
 
-test: deps lint
+test: deps lint chart-test
 	$(CARGO) test --workspace
+
+# The Helm chart without helm or a cluster: lint, render each values file in charts/tests/values,
+# check the objects against the Kubernetes schemas and the golden renders (charts/tests/golden;
+# TXMESH_BLESS=1 rewrites them), and that bad values are refused.
+chart-test: deps-python
+	"$(TXMESH_VENV)/bin/python" charts/tests/chart_test.py
 
 # The 20-kill soak (issue 4), ignored by `make test`: nothing acknowledged may be lost.
 soak: deps
