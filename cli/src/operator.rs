@@ -60,6 +60,15 @@ pub struct OperatorArgs {
     /// Seconds between renewals (and between a standby's attempts); under the duration.
     #[arg(long, env = "TXMESH_LEASE_RENEW_SECS", default_value_t = 5)]
     lease_renew_secs: u64,
+
+    /// Seconds a new coordinator's log may stand still, while the leader reaches it, before
+    /// its join is reported as blocked (Degraded, `MemberNotCatchingUp`).
+    #[arg(
+        long,
+        env = "TXMESH_CATCH_UP_STALL_SECS",
+        default_value_t = txmesh_operator::catch_up::DEFAULT_STALL_WINDOW.as_secs()
+    )]
+    catch_up_stall_secs: u64,
 }
 
 impl OperatorArgs {
@@ -68,6 +77,10 @@ impl OperatorArgs {
         anyhow::ensure!(
             self.lease_renew_secs > 0 && self.lease_renew_secs < self.lease_duration_secs,
             "--lease-renew-secs must be at least 1 and under --lease-duration-secs"
+        );
+        anyhow::ensure!(
+            self.catch_up_stall_secs > 0,
+            "--catch-up-stall-secs must be at least 1"
         );
         let leader_election = self.leader_election.then(|| LeaderElection {
             lease_name: self.lease_name,
@@ -83,6 +96,7 @@ impl OperatorArgs {
             instance: self.instance,
             http_addr: self.http_addr,
             leader_election,
+            stall_window: Duration::from_secs(self.catch_up_stall_secs),
         };
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
         runtime.block_on(async {

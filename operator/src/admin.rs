@@ -33,6 +33,9 @@ pub struct ClusterView {
     /// A membership change is under way (or the membership is joint).
     #[serde(default)]
     pub change_in_progress: bool,
+    /// The answering node's last log index.
+    #[serde(default)]
+    pub last_log_index: Option<u64>,
     /// Every member.
     pub members: Vec<MemberView>,
 }
@@ -54,6 +57,9 @@ pub struct MemberView {
     pub address: String,
     /// `leader`, `follower` or `learner`.
     pub role: Role,
+    /// The last log index the leader knows it holds; only the leader knows (else null).
+    #[serde(default)]
+    pub match_index: Option<u64>,
     /// Within the caught-up lag of the leader's log; only the leader knows (else null).
     pub caught_up: Option<bool>,
     /// It answered the node answering just now.

@@ -2,11 +2,12 @@
 //! next membership step → build → server-side apply → the step's membership call → status,
 //! behind a finalizer, with an Event for each lifecycle action and each step.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, PodStatus, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -25,6 +26,7 @@ use crate::admin::{AdminClient, AdminError, Change, ClusterView};
 use crate::build::{
     self, ADMIN_TOKEN_KEY, BuildConfig, BuildError, Desired, service_monitor_resource,
 };
+use crate::catch_up::{CatchUpWatch, DEFAULT_STALL_WINDOW};
 use crate::membership::{self, Call, Observed, PodState, Report, SetState};
 use crate::metrics::Metrics;
 use crate::status::{self, Outcome};
@@ -81,6 +83,8 @@ pub struct Context {
     pub build: BuildConfig,
     /// Counts and times reconciles.
     pub metrics: Arc<Metrics>,
+    /// Which learners have stopped catching up.
+    pub catch_up: CatchUpWatch,
     /// Where a test double of the coordinators listens.
     #[cfg(test)]
     admin_route: Option<std::net::SocketAddr>,
@@ -99,9 +103,17 @@ impl Context {
             recorder,
             build,
             metrics,
+            catch_up: CatchUpWatch::new(DEFAULT_STALL_WINDOW),
             #[cfg(test)]
             admin_route: None,
         }
+    }
+
+    /// Calls a learner stalled after `window` without progress (default
+    /// [`DEFAULT_STALL_WINDOW`]).
+    pub fn with_stall_window(mut self, window: Duration) -> Self {
+        self.catch_up = CatchUpWatch::new(window);
+        self
     }
 
     /// A client of a group's admin API with its token.
@@ -184,6 +196,13 @@ async fn apply(
         .ok_or(Error::Build(BuildError::MissingMetadata("namespace")))?;
     let seen = observe(tc, ctx, &namespace).await?;
     let template_hash = build::template_hash(tc, &ctx.build).map_err(Error::Build)?;
+    let stalled = match &seen.view {
+        Some(view) if view.is_leaders() => {
+            ctx.catch_up
+                .stalled(&group_key(tc), view, std::time::Instant::now())
+        }
+        _ => BTreeSet::new(),
+    };
     let decision = membership::decide(&Observed {
         replicas: tc.spec.replicas,
         name: &tc.name_any(),
@@ -191,6 +210,7 @@ async fn apply(
         template_hash: &template_hash,
         pods: &seen.pods,
         view: seen.view.as_ref(),
+        stalled: &stalled,
     });
     let desired = build::desired(tc, &ctx.build, decision.pods).map_err(Error::Build)?;
     let stateful_set = match apply_objects(tc, ctx, desired, &seen.token).await {
@@ -363,6 +383,35 @@ fn pod_state(set_name: &str, pod: &Pod) -> Result<PodState, Error> {
         started: started && !terminating,
         ready: ready && !terminating,
         revision: pod.labels().get("controller-revision-hash").cloned(),
+        failure: status.and_then(pod_failure),
+    })
+}
+
+/// The kubelet's reasons for a container that will not run until its spec or its image
+/// changes.
+const STUCK_REASONS: [&str; 7] = [
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "RunContainerError",
+];
+
+/// Why a pod's container is stuck: `Reason: message`.
+fn pod_failure(status: &PodStatus) -> Option<String> {
+    let containers = status.init_container_statuses.iter().flatten();
+    let mut containers = containers.chain(status.container_statuses.iter().flatten());
+    containers.find_map(|container| {
+        let waiting = container.state.as_ref()?.waiting.as_ref()?;
+        let reason = waiting.reason.as_deref()?;
+        STUCK_REASONS
+            .contains(&reason)
+            .then(|| match &waiting.message {
+                Some(message) => format!("{reason}: {message}"),
+                None => reason.to_owned(),
+            })
     })
 }
 
@@ -605,7 +654,14 @@ async fn cleanup(tc: &TransactionCoordinator, ctx: &Context) -> Result<Action, E
         ),
     )
     .await?;
+    ctx.catch_up.forget(&group_key(tc));
     Ok(Action::await_change())
+}
+
+/// Tells groups apart across deletions and re-creations under the same name.
+fn group_key(tc: &TransactionCoordinator) -> String {
+    tc.uid()
+        .unwrap_or_else(|| format!("{}/{}", tc.namespace().unwrap_or_default(), tc.name_any()))
 }
 
 #[cfg(test)]

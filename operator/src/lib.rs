@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod build;
+pub mod catch_up;
 pub mod controller;
 #[cfg(test)]
 mod fixtures;
@@ -54,6 +55,9 @@ pub struct OperatorConfig {
     pub http_addr: SocketAddr,
     /// Leader election; `None` when this is the only replica.
     pub leader_election: Option<LeaderElection>,
+    /// How long a reachable learner's log may stand still before its join is reported as
+    /// blocked ([`catch_up`]).
+    pub stall_window: Duration,
 }
 
 /// The leader Lease.
@@ -177,12 +181,15 @@ pub async fn run(
             instance: config.instance.clone(),
         },
     );
-    let context = Arc::new(Context::new(
-        client.clone(),
-        recorder,
-        config.build.clone(),
-        probes.metrics.clone(),
-    ));
+    let context = Arc::new(
+        Context::new(
+            client.clone(),
+            recorder,
+            config.build.clone(),
+            probes.metrics.clone(),
+        )
+        .with_stall_window(config.stall_window),
+    );
     // Only the objects this operator made: no cache of every Secret in the cluster.
     let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=txmesh-operator");
     let lost = Arc::new(std::sync::atomic::AtomicBool::new(false));

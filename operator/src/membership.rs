@@ -43,6 +43,9 @@ pub struct PodState {
     pub ready: bool,
     /// Its `controller-revision-hash`.
     pub revision: Option<String>,
+    /// Why its coordinator cannot run, when a container is stuck (`ImagePullBackOff: …`,
+    /// `CrashLoopBackOff: …`): waiting will not help, a spec change may.
+    pub failure: Option<String>,
 }
 
 /// Everything a decision looks at.
@@ -60,6 +63,9 @@ pub struct Observed<'a> {
     pub pods: &'a [PodState],
     /// The group's view, if any coordinator answered.
     pub view: Option<&'a ClusterView>,
+    /// Node ids of the reachable learners whose log has stopped advancing
+    /// ([`crate::catch_up`]).
+    pub stalled: &'a BTreeSet<u64>,
 }
 
 /// What to report about the step.
@@ -78,7 +84,7 @@ pub enum Report {
     },
     /// A step is due but would be unsafe, or cannot happen: `Degraded` with this reason.
     Blocked {
-        /// `QuorumAtRisk`, `MemberNotCatchingUp`, `NoLeader`.
+        /// `QuorumAtRisk`, `MemberNotCatchingUp`, `NoLeader`, `PodFailing`.
         reason: &'static str,
         /// What blocks it and what would unblock it.
         message: String,
@@ -365,6 +371,24 @@ impl Step<'_> {
         }
     }
 
+    /// Waits for pod `ordinal` with `report`, or reports it failing: a stuck pod does not
+    /// come up by itself. A rollout stays held there (every other pod keeps serving), and a
+    /// fixed spec replaces it: the StatefulSet's `Parallel` policy lets the controller
+    /// replace a pod that is not ready.
+    fn wait_for_pod(&self, ordinal: i32, report: Report) -> Decision {
+        let failure = self.pod_state(ordinal).and_then(|p| p.failure.as_deref());
+        self.wait(match failure {
+            Some(failure) => blocked(
+                "PodFailing",
+                format!(
+                    "{} cannot run: {failure}; fix the spec and the pod is replaced",
+                    self.pod(ordinal)
+                ),
+            ),
+            None => report,
+        })
+    }
+
     /// No leader's view: wait while pods are starting, else the group is in trouble.
     fn no_leader(&self) -> Decision {
         let started = self.observed.pods.iter().filter(|p| p.started).count();
@@ -442,17 +466,37 @@ impl Step<'_> {
         let id = node_id(ordinal);
         let name = self.pod(ordinal);
         let Some(member) = group.members.get(&ordinal) else {
-            return match self.pod_state(ordinal).is_some_and(|p| p.started) {
-                true => self.call(
+            let pod = self.pod_state(ordinal);
+            if pod.is_some_and(|p| p.started) {
+                return self.call(
                     Call::AddLearner(ordinal),
                     "AddingLearner",
                     format!("adding {name} (node {id}) as a learner"),
-                ),
-                false => self.wait(progressing(
-                    "WaitingForPod",
-                    format!("waiting for {name} to start"),
-                )),
-            };
+                );
+            }
+            // A pod that never joined holds no data: it need not wait for its turn in the
+            // rollout to run the current template (one stuck on a template since fixed would
+            // otherwise wait forever).
+            let stale = pod.is_some_and(|p| p.revision != self.set.update_revision);
+            let joined_above = (ordinal..self.set.replicas).any(|o| group.members.contains_key(&o));
+            if stale
+                && self.set.update_revision.is_some()
+                && ordinal < self.current.partition
+                && !joined_above
+            {
+                return self.resize(
+                    Pods {
+                        partition: ordinal,
+                        ..self.current
+                    },
+                    "RollingUpdate",
+                    format!("{name} never joined: replacing it on the current template"),
+                );
+            }
+            return self.wait_for_pod(
+                ordinal,
+                progressing("WaitingForPod", format!("waiting for {name} to start")),
+            );
         };
         match (member.reachable, member.caught_up) {
             (true, Some(true)) => self.call(
@@ -460,10 +504,27 @@ impl Step<'_> {
                 "Promoting",
                 format!("promoting {name} (node {id}) to voter"),
             ),
-            (true, _) => self.wait(progressing(
-                "CatchingUp",
-                format!("{name} (node {id}) is catching up with the leader"),
+            (true, _) if self.observed.stalled.contains(&id) => self.wait(blocked(
+                "MemberNotCatchingUp",
+                format!(
+                    "{name} (node {id}) is reachable but its log has stopped advancing{}",
+                    member
+                        .match_index
+                        .map(|index| format!(" at index {index}"))
+                        .unwrap_or_default()
+                ),
             )),
+            (true, _) => {
+                let leaders = self.observed.view.and_then(|view| view.last_log_index);
+                let at = match (member.match_index, leaders) {
+                    (Some(index), Some(last)) => format!(" (at index {index} of {last})"),
+                    _ => String::new(),
+                };
+                self.wait(progressing(
+                    "CatchingUp",
+                    format!("{name} (node {id}) is catching up with the leader{at}"),
+                ))
+            }
             (false, _) => self.wait(blocked(
                 "MemberNotCatchingUp",
                 format!("{name} (node {id}) is a learner the leader cannot reach"),
@@ -488,13 +549,16 @@ impl Step<'_> {
         if let Some(ordinal) = (partition..self.set.replicas).find(|&o| {
             !updated(o) || !self.pod_state(o).is_some_and(|p| p.ready) || !group.is_healthy(o)
         }) {
-            return self.wait(progressing(
-                "RollingUpdate",
-                format!(
-                    "waiting for {} to run the new template and catch up",
-                    self.pod(ordinal)
+            return self.wait_for_pod(
+                ordinal,
+                progressing(
+                    "RollingUpdate",
+                    format!(
+                        "waiting for {} to run the new template and catch up",
+                        self.pod(ordinal)
+                    ),
                 ),
-            ));
+            );
         }
         let Some(next) = (0..partition).rev().find(|&o| !updated(o)) else {
             return match partition {

@@ -374,6 +374,8 @@ struct World {
     pods: BTreeMap<i32, String>,
     /// The revision pods below the partition keep.
     old_revision: String,
+    /// A revision whose pods never run (their image cannot be pulled).
+    broken: Option<String>,
     events: Vec<String>,
 }
 
@@ -390,6 +392,7 @@ impl World {
             stateful_set: Some(sts),
             pods: (0..3).map(|o| (o, hash.clone())).collect(),
             old_revision: hash,
+            broken: None,
             events: Vec::new(),
         };
         world.settle(group);
@@ -425,6 +428,7 @@ impl World {
             } else {
                 &self.old_revision
             };
+            let runs = Some(wanted) != self.broken.as_ref();
             match self.pods.get(&o) {
                 None => {
                     self.pods.insert(o, wanted.clone());
@@ -438,8 +442,12 @@ impl World {
                         node.lag = 1;
                     }
                 }
-                Some(_) => {}
+                Some(_) => continue,
             }
+            match runs {
+                true => group.running.insert(id),
+                false => group.running.remove(&id),
+            };
         }
         if partition == 0 {
             self.old_revision = revision.clone();
@@ -465,6 +473,14 @@ impl World {
     }
 
     fn pod(&self, group: &Group, ordinal: i32, revision: &str) -> Value {
+        let runs = Some(revision) != self.broken.as_deref();
+        let state = match runs {
+            true => json!({"running": {}}),
+            false => json!({"waiting": {
+                "reason": "ImagePullBackOff",
+                "message": "Back-off pulling image \"txmesh/txmesh:0.2.0\"",
+            }}),
+        };
         json!({
             "metadata": {
                 "name": format!("tc-{ordinal}"),
@@ -473,8 +489,8 @@ impl World {
             },
             "status": {
                 "containerStatuses": [{
-                    "name": "coordinator", "started": true, "ready": ready(group, ordinal),
-                    "restartCount": 0, "image": "", "imageID": "",
+                    "name": "coordinator", "started": runs, "ready": ready(group, ordinal),
+                    "restartCount": 0, "image": "", "imageID": "", "state": state,
                 }],
                 "conditions": [{
                     "type": "Ready",
@@ -715,4 +731,64 @@ async fn a_refused_membership_change_is_degraded_with_one_warning() {
     world.events.clear();
     world.reconcile(&double).await;
     assert_eq!(world.events, ["Normal AddingLearner"]);
+}
+
+#[tokio::test]
+async fn a_stuck_upgrade_is_degraded_once_and_a_fixed_spec_finishes_it() {
+    let tc = coordinator(json!({}), &[FINALIZER]);
+    let double = Coordinators::start(Group::settled(3, 1)).await;
+    let mut world = World::settled(&tc, &mut double.group());
+    world.tc.status = Some(Default::default());
+    world.respec(json!({"image": "txmesh/txmesh:0.2.0"}));
+    world.broken = Some(build::template_hash(&world.tc, &BuildConfig::default()).expect("hash"));
+    for _ in 0..6 {
+        world.reconcile(&double).await;
+    }
+    assert_eq!(
+        double.group().log,
+        ["restart tc-2"],
+        "the rollout stops at one pod"
+    );
+    let status = world.tc.status.clone().expect("status");
+    let degraded = status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .expect("Degraded");
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "PodFailing")
+    );
+    assert!(
+        degraded
+            .message
+            .contains("tc-2 cannot run: ImagePullBackOff"),
+        "{}",
+        degraded.message
+    );
+    let warnings: Vec<&String> = world
+        .events
+        .iter()
+        .filter(|e| e.starts_with("Warning"))
+        .collect();
+    assert_eq!(warnings, ["Warning PodFailing"]);
+
+    // Fixed: tc-2 is replaced at once, then the rollout goes on (tc-0 leads, so it is last).
+    world.respec(json!({"image": "txmesh/txmesh:0.2.1"}));
+    world.run(&double).await;
+    assert_eq!(
+        double.group().log,
+        [
+            "restart tc-2",
+            "restart tc-2",
+            "restart tc-1",
+            "transfer to 2",
+            "restart tc-0"
+        ]
+    );
+    let sts = world.stateful_set.clone().expect("sts");
+    assert_eq!(
+        sts["spec"]["template"]["spec"]["containers"][0]["image"],
+        "txmesh/txmesh:0.2.1"
+    );
 }

@@ -2,7 +2,7 @@
 //! small model of the StatefulSet controller and the group carries out each decision, and the
 //! run is checked step by step (what was done, and that a healthy majority never went away).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 
@@ -25,9 +25,16 @@ struct Model {
     leader: i32,
     /// Pods whose process never comes up.
     broken: Vec<i32>,
+    /// A template whose pods never come up (their image cannot be pulled).
+    broken_template: Option<String>,
+    /// Node ids of learners reported as no longer advancing.
+    stalled: BTreeSet<u64>,
     /// What each step did, as `Reason tc-N` / `Reason`.
     log: Vec<String>,
 }
+
+/// The leader's last log index.
+const LAST_INDEX: u64 = 100;
 
 impl Model {
     /// A settled group of `voters` pods on template `v1`, led by `leader`.
@@ -59,6 +66,8 @@ impl Model {
             members,
             leader,
             broken: Vec::new(),
+            broken_template: None,
+            stalled: BTreeSet::new(),
             log: Vec::new(),
         }
     }
@@ -75,6 +84,7 @@ impl Model {
                     (false, true) => Role::Follower,
                     (false, false) => Role::Learner,
                 },
+                match_index: Some(LAST_INDEX - u64::from(m.lag)),
                 caught_up: Some(m.lag == 0),
                 reachable: self.reachable(o),
             })
@@ -85,6 +95,7 @@ impl Model {
             leader_id: Some(node_id(self.leader)),
             leader_admin_address: None,
             change_in_progress: false,
+            last_log_index: Some(LAST_INDEX),
             members,
         }
     }
@@ -99,12 +110,20 @@ impl Model {
             template_hash: &self.template,
             pods: &pods,
             view: Some(&view),
+            stalled: &self.stalled,
         };
         decide(&observed)
     }
 
     fn reachable(&self, ordinal: i32) -> bool {
-        self.pods.get(&ordinal).is_some_and(|p| p.started) && !self.broken.contains(&ordinal)
+        self.pods.get(&ordinal).is_some_and(|p| p.started) && !self.is_broken(ordinal)
+    }
+
+    fn is_broken(&self, ordinal: i32) -> bool {
+        self.broken.contains(&ordinal)
+            || self.broken_template.is_some()
+                && self.pods.get(&ordinal).and_then(|p| p.revision.as_ref())
+                    == self.broken_template.as_ref()
     }
 
     fn healthy(&self, ordinal: i32) -> bool {
@@ -125,8 +144,17 @@ impl Model {
             }
         }
         let members = self.members.clone();
+        let broken: Vec<i32> = self
+            .pods
+            .keys()
+            .copied()
+            .filter(|o| self.is_broken(*o))
+            .collect();
         for (o, p) in &mut self.pods {
-            if self.broken.contains(o) {
+            if broken.contains(o) {
+                if p.revision.is_some() && p.revision == self.broken_template {
+                    p.failure = Some(PULL_FAILURE.into());
+                }
                 continue;
             }
             p.ready = p.started && members.get(o).is_some_and(|m| m.voter && m.lag == 0);
@@ -252,8 +280,11 @@ fn pod(ordinal: i32, revision: &str) -> PodState {
         started: true,
         ready: true,
         revision: Some(revision.into()),
+        failure: None,
     }
 }
+
+const PULL_FAILURE: &str = "ImagePullBackOff: Back-off pulling image \"txmesh/txmesh:0.2.0\"";
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
@@ -268,6 +299,7 @@ fn a_new_group_starts_every_pod_at_once() {
         template_hash: "v1",
         pods: &[],
         view: None,
+        stalled: &BTreeSet::new(),
     };
     let decision = decide(&observed);
     assert_eq!(
@@ -324,6 +356,102 @@ fn a_new_pod_is_added_only_once_its_process_runs() {
             reason: "WaitingForPod",
             message: "waiting for tc-3 to start".into()
         }
+    );
+}
+
+#[test]
+fn a_new_pod_that_cannot_run_is_a_blocker() {
+    let mut model = Model::settled(3, 0);
+    model.spec = 5;
+    model.template = "v2".into();
+    model.broken_template = Some("v2".into());
+    // The new template is held from the existing pods; the new pod runs it.
+    let log: Vec<String> = (0..4)
+        .map(|_| model.step())
+        .map(|d| format!("{:?}", d.report))
+        .collect();
+    let last = model.step();
+    assert_eq!(
+        last.report,
+        Report::Blocked {
+            reason: "PodFailing",
+            message: format!(
+                "tc-3 cannot run: {PULL_FAILURE}; fix the spec and the pod is replaced"
+            )
+        },
+        "{log:?}"
+    );
+    assert_eq!(last.change, None);
+
+    // The fix: every pod held, but tc-3 never joined, so it runs the new template at once;
+    // then the scale up and the rollout go on.
+    model.log.clear();
+    model.template = "v3".into();
+    let log = model.run();
+    assert_eq!(
+        log[..4],
+        [
+            "RollingUpdate",
+            "RollingUpdate tc-3",
+            "restart tc-3",
+            "AddingLearner tc-3"
+        ],
+        "{log:?}"
+    );
+    assert!(model.members.values().all(|m| m.voter) && model.members.len() == 5);
+    assert!(
+        model
+            .pods
+            .values()
+            .all(|p| p.revision.as_deref() == Some("v3") && p.ready)
+    );
+}
+
+#[test]
+fn a_broken_template_holds_the_rollout_at_one_pod_until_the_spec_is_fixed() {
+    let mut model = Model::settled(3, 0);
+    model.template = "v2".into();
+    model.broken_template = Some("v2".into());
+    for _ in 0..6 {
+        model.step();
+    }
+    let held = model.step();
+    assert_eq!(
+        held.report,
+        Report::Blocked {
+            reason: "PodFailing",
+            message: format!(
+                "tc-2 cannot run: {PULL_FAILURE}; fix the spec and the pod is replaced"
+            )
+        }
+    );
+    assert_eq!(held.pods.partition, 2, "only tc-2 let through");
+    let restarts = |log: &[String]| -> Vec<String> {
+        log.iter()
+            .filter(|l| l.starts_with("restart"))
+            .cloned()
+            .collect()
+    };
+    assert_eq!(restarts(&model.log), ["restart tc-2"]);
+
+    // The fix: a new template. tc-2 is replaced first, then the others as usual.
+    model.log.clear();
+    model.template = "v3".into();
+    let log = model.run();
+    assert_eq!(
+        restarts(&log),
+        ["restart tc-2", "restart tc-1", "restart tc-0"],
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&"TransferringLeadership tc-0".to_owned()),
+        "{log:?}"
+    );
+    assert!(
+        model
+            .pods
+            .values()
+            .all(|p| p.revision.as_deref() == Some("v3") && p.ready)
     );
 }
 
@@ -543,6 +671,35 @@ fn a_learner_the_leader_cannot_reach_is_a_blocker() {
 }
 
 #[test]
+fn a_catching_up_learner_shows_its_progress_and_a_stalled_one_is_a_blocker() {
+    let mut model = Model::settled(3, 0);
+    model.spec = 5;
+    model.step();
+    model.step();
+    let decision = model.step();
+    assert_eq!(
+        decision.report,
+        Report::Progressing {
+            reason: "CatchingUp",
+            message: "tc-3 (node 4) is catching up with the leader (at index 99 of 100)".into()
+        }
+    );
+    // Reachable, but its log stopped: the catch-up watch says so, and nothing goes on.
+    model.members.get_mut(&3).expect("learner").lag = 5;
+    model.stalled.insert(4);
+    let decision = model.decide();
+    assert_eq!(
+        decision.report,
+        Report::Blocked {
+            reason: "MemberNotCatchingUp",
+            message: "tc-3 (node 4) is reachable but its log has stopped advancing at index 95"
+                .into()
+        }
+    );
+    assert_eq!((decision.change, decision.resized), (None, false));
+}
+
+#[test]
 fn without_a_leader_nothing_changes() {
     let set = SetState {
         replicas: 3,
@@ -564,6 +721,7 @@ fn without_a_leader_nothing_changes() {
         template_hash: "v1",
         pods: &starting,
         view: None,
+        stalled: &BTreeSet::new(),
     };
     let decision = decide(&observed);
     assert_eq!(
@@ -612,6 +770,7 @@ fn nothing_is_started_while_a_membership_change_is_in_progress() {
         template_hash: "v1",
         pods: &pods,
         view: Some(&view),
+        stalled: &BTreeSet::new(),
     };
     let decision = decide(&observed);
     assert_eq!((decision.change, decision.resized), (None, false));

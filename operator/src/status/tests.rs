@@ -11,6 +11,7 @@ fn view() -> ClusterView {
         id,
         address: format!("tc-{}.tc-peers.payments.svc.cluster.local:9091", id - 1),
         role,
+        match_index: Some(if caught_up { 500 } else { 20 }),
         caught_up: Some(caught_up),
         reachable: true,
     };
@@ -20,6 +21,7 @@ fn view() -> ClusterView {
         leader_id: Some(1),
         leader_admin_address: Some("tc-0.tc-peers.payments.svc.cluster.local:7091".into()),
         change_in_progress: false,
+        last_log_index: Some(500),
         members: vec![
             member(1, Role::Leader, true),
             member(2, Role::Follower, true),
