@@ -48,7 +48,7 @@ enum Command {
     #[command(subcommand)]
     Frame(frame::FrameCommand),
     /// Run the Kubernetes operator for TransactionCoordinator resources.
-    Operator(operator::OperatorArgs),
+    Operator(Box<operator::OperatorArgs>),
     /// Run the sidecar that lets an application join transactions over localhost gRPC.
     Sidecar(Box<sidecar::SidecarArgs>),
 }

@@ -14,6 +14,7 @@ pub mod catch_up;
 pub mod controller;
 #[cfg(test)]
 mod fixtures;
+pub mod inject;
 pub mod lease;
 pub mod membership;
 pub mod metrics;
@@ -42,7 +43,7 @@ use crate::build::BuildConfig;
 use crate::controller::{Context, MANAGER, error_policy, reconcile};
 
 /// What `run` needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OperatorConfig {
     /// Watch only this namespace; all namespaces when unset.
     pub namespace: Option<String>,
@@ -58,6 +59,25 @@ pub struct OperatorConfig {
     /// How long a reachable learner's log may stand still before its join is reported as
     /// blocked ([`catch_up`]).
     pub stall_window: Duration,
+    /// The sidecar injector webhook; `None` serves none.
+    pub injector: Option<InjectorSetup>,
+}
+
+/// The sidecar injector webhook ([`inject`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InjectorSetup {
+    /// Where its HTTPS server listens.
+    pub addr: SocketAddr,
+    /// Where its certificate comes from.
+    pub certs: inject::publish::CertSource,
+    /// The sidecar's image.
+    pub sidecar_image: String,
+    /// Native sidecars: `None` for when the API server supports them (1.29 and later).
+    pub native_sidecar: Option<bool>,
+    /// The sidecar's resources.
+    pub resources: k8s_openapi::api::core::v1::ResourceRequirements,
+    /// The TransactionCoordinator (`namespace/name`) of pods that name none.
+    pub default_coordinator: Option<String>,
 }
 
 /// The leader Lease.
@@ -97,6 +117,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The injector webhook cannot serve.
+    #[error(transparent)]
+    Webhook(#[from] inject::webhook::WebhookError),
     /// Another replica may have taken the Lease: this one stopped reconciling.
     #[error("lost the leader Lease {0}")]
     LostLeadership(String),
@@ -145,6 +168,17 @@ pub async fn run(
             kube::Error::Api(status) if status.is_not_found() => Error::CrdMissing(error),
             _ => Error::Unreachable(error),
         })?;
+    if let Some(setup) = config.injector.clone() {
+        // Every replica serves the webhook, the Lease holder or not.
+        let cert = start_injector(&client, setup, &stopped).await?;
+        // Ready (so in the webhook Service) once there is a certificate to serve.
+        while !cert.is_set() {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = stopped() => return Ok(()),
+            }
+        }
+    }
     probes.set_ready();
 
     let elector = config.leader_election.as_ref().map(|election| {
@@ -243,6 +277,68 @@ pub async fn run(
     }
     tracing::info!("operator stopped");
     Ok(())
+}
+
+/// Starts the injector webhook and the task that keeps its certificate; the certificate.
+async fn start_injector<S, F>(
+    client: &Client,
+    setup: InjectorSetup,
+    stopped: &S,
+) -> Result<Arc<inject::tls::ServingCert>, Error>
+where
+    S: Fn() -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let native_sidecar = match setup.native_sidecar {
+        Some(native) => native,
+        None => supports_native_sidecars(client).await,
+    };
+    let injector = inject::InjectorConfig {
+        sidecar_image: setup.sidecar_image,
+        native_sidecar,
+        resources: setup.resources,
+        default_coordinator: setup.default_coordinator,
+    };
+    tracing::info!(native_sidecar, image = %injector.sidecar_image, "sidecar injector configured");
+    let cert = Arc::new(inject::tls::ServingCert::default());
+    let listener = tokio::net::TcpListener::bind(setup.addr)
+        .await
+        .map_err(|source| inject::webhook::WebhookError::Bind {
+            addr: setup.addr,
+            source,
+        })?;
+    let router = inject::webhook::router(Arc::new(injector));
+    let serving = inject::webhook::serve(listener, router, cert.clone(), stopped());
+    tokio::spawn(async move {
+        if let Err(error) = serving.await {
+            tracing::error!(%error, "the injector webhook stopped");
+        }
+    });
+    tokio::spawn(inject::publish::keep(
+        client.clone(),
+        setup.certs,
+        cert.clone(),
+        stopped(),
+    ));
+    Ok(cert)
+}
+
+/// Whether the API server runs native sidecars (init containers with `restartPolicy:
+/// Always`): on by default from Kubernetes 1.29. When it cannot tell, not.
+async fn supports_native_sidecars(client: &Client) -> bool {
+    match client.apiserver_version().await {
+        Ok(info) => {
+            let number = |s: &str| s.trim_end_matches('+').parse::<u32>().ok();
+            match (number(&info.major), number(&info.minor)) {
+                (Some(major), Some(minor)) => (major, minor) >= (1, 29),
+                _ => false,
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the API server's version: ordinary sidecar containers");
+            false
+        }
+    }
 }
 
 /// A Lease identity when no pod name is given: random, so two replicas never share one.
