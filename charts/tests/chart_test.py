@@ -61,6 +61,7 @@ class Case:
 CASES = [
     Case("defaults.yaml"),
     Case("full.yaml", release="prod", api_versions=SERVICE_MONITOR_API),
+    Case("cert-manager.yaml"),
     Case("no-leader-election.yaml"),
 ]
 
@@ -235,7 +236,7 @@ def operator_pod(objects: list[dict]) -> tuple[dict, dict]:
 
 def props_common(objects: list[dict], values: dict) -> None:
     """What holds for every values file."""
-    cluster_kinds = {"ClusterRole", "ClusterRoleBinding"}
+    cluster_kinds = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
     for o in objects:
         if o["kind"] not in cluster_kinds:
             expect("namespace" in o["metadata"], f"{o['kind']} {o['metadata']['name']} has a namespace")
@@ -259,7 +260,11 @@ def props_common(objects: list[dict], values: dict) -> None:
     )
     port = values.get("metrics", {}).get("port", 8080)
     expect(env["TXMESH_OPERATOR_HTTP_ADDR"] == f"0.0.0.0:{port}", "the HTTP address uses metrics.port")
-    expect(container["ports"] == [{"name": "http", "containerPort": port, "protocol": "TCP"}], "port http")
+    ports = [{"name": "http", "containerPort": port, "protocol": "TCP"}]
+    injector = effective(values)["injector"]
+    if injector["enabled"]:
+        ports.append({"name": "webhook", "containerPort": injector["port"], "protocol": "TCP"})
+    expect(container["ports"] == ports, f"container ports {ports}")
     expect(container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}, "liveness /healthz")
     expect(container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}, "readiness /readyz")
 
@@ -269,7 +274,7 @@ def props_common(objects: list[dict], values: dict) -> None:
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     expect(selector.items() <= pod_labels.items(), "the Deployment selects its own pods")
     expect(selector.get("app.kubernetes.io/component") == "operator", "the selector names the component")
-    service = one(objects, "Service")
+    service = operator_service(objects)
     expect(service["spec"]["selector"] == selector, "the Service selects the operator pods")
     for pdb in find(objects, "PodDisruptionBudget"):
         expect(pdb["spec"]["selector"]["matchLabels"] == selector, "the PDB selects the operator pods")
@@ -305,6 +310,184 @@ def props_common(objects: list[dict], values: dict) -> None:
                     subject["kind"] == "Group" and subject["name"].startswith("system:serviceaccounts:"),
                     f"{binding['metadata']['name']}: only service account groups",
                 )
+
+
+def operator_service(objects: list[dict]) -> dict:
+    found = [o for o in find(objects, "Service") if o["metadata"]["name"].endswith("-operator")]
+    expect(len(found) == 1, "one operator Service")
+    return found[0]
+
+
+def effective(values: dict) -> dict:
+    """The case's values over the chart's defaults, as Helm merges them."""
+
+    def merge(base, over):
+        if isinstance(base, dict) and isinstance(over, dict):
+            return {k: merge(base.get(k), over[k]) if k in base else over[k] for k in over} | {
+                k: v for k, v in base.items() if k not in over
+            }
+        return over
+
+    return merge(yaml.safe_load((CHART / "values.yaml").read_text()), values)
+
+
+def selects(selector: dict, labels: dict) -> bool:
+    """Whether a metav1.LabelSelector (matchLabels, matchExpressions) selects these labels."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        key, op, vals = e["key"], e["operator"], e.get("values", [])
+        ok = {
+            "In": key in labels and labels[key] in vals,
+            "NotIn": key not in labels or labels[key] not in vals,
+            "Exists": key in labels,
+            "DoesNotExist": key not in labels,
+        }[op]
+        if not ok:
+            return False
+    return True
+
+
+# Namespaces (their labels, as the API server sets kubernetes.io/metadata.name) and which
+# injector webhook must see their pods: none, /inject/pod or /inject/namespace.
+INJECTION_NAMESPACES = [
+    ({"kubernetes.io/metadata.name": "kube-system"}, None),
+    ({"kubernetes.io/metadata.name": "kube-public"}, None),
+    ({"kubernetes.io/metadata.name": "kube-node-lease"}, None),
+    ({"kubernetes.io/metadata.name": NAMESPACE}, None),
+    ({"kubernetes.io/metadata.name": NAMESPACE, "txmesh.io/injection": "enabled"}, None),
+    ({"kubernetes.io/metadata.name": "kube-system", "txmesh.io/injection": "enabled"}, None),
+    ({"kubernetes.io/metadata.name": "orders"}, "/inject/pod"),
+    ({"kubernetes.io/metadata.name": "orders", "txmesh.io/injection": "true"}, "/inject/pod"),
+    ({"kubernetes.io/metadata.name": "orders", "txmesh.io/injection": "enabled"}, "/inject/namespace"),
+    ({"kubernetes.io/metadata.name": "orders", "txmesh.io/injection": "disabled"}, None),
+]
+
+
+def props_injector(objects: list[dict], values: dict) -> str:
+    """The sidecar injector: on, its webhooks, their certificates and RBAC; off, nothing."""
+    injector = effective(values)["injector"]
+    _, container = operator_pod(objects)
+    env = env_of(container)
+    webhook_rules = [
+        (role, rule)
+        for role in find(objects, "Role") + find(objects, "ClusterRole")
+        for rule in role["rules"]
+        if "mutatingwebhookconfigurations" in rule["resources"]
+    ]
+    cert_kinds = find(objects, "Certificate") + find(objects, "Issuer")
+    if not injector["enabled"]:
+        expect(not find(objects, "MutatingWebhookConfiguration"), "injector off: no webhook configuration")
+        expect([o["metadata"]["name"] for o in find(objects, "Service")] == [operator_service(objects)["metadata"]["name"]], "injector off: no webhook Service")
+        expect(not cert_kinds, "injector off: no cert-manager objects")
+        expect(not webhook_rules, "injector off: no webhook RBAC")
+        expect(not any(r["metadata"]["name"].endswith("-webhook") for r in find(objects, "Role") + find(objects, "RoleBinding")), "injector off: no webhook Secret Role")
+        leftover = [n for n in env if n.startswith(("TXMESH_WEBHOOK", "TXMESH_SIDECAR", "TXMESH_NATIVE", "TXMESH_DEFAULT_COORDINATOR"))]
+        expect(not leftover, f"injector off: no injector settings, found {leftover}")
+        expect(not container.get("volumeMounts") and not operator_pod(objects)[0].get("volumes"), "injector off: no volumes")
+        return "injector off: nothing of it rendered"
+
+    config = one(objects, "MutatingWebhookConfiguration")
+    services = [o for o in find(objects, "Service") if o["metadata"]["name"].endswith("-webhook")]
+    expect(len(services) == 1, "one webhook Service")
+    service = services[0]
+    expect(service["spec"]["selector"] == operator_service(objects)["spec"]["selector"], "the webhook Service selects the operator pods")
+    expect(
+        [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(443, "webhook")],
+        "the webhook Service serves 443 from the container port webhook",
+    )
+    expect(env["TXMESH_WEBHOOK_ADDR"] == f"0.0.0.0:{injector['port']}", "the webhook address uses injector.port")
+    for monitor in find(objects, "ServiceMonitor"):
+        expect(
+            not monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items(),
+            "the operator's ServiceMonitor does not select the webhook Service",
+        )
+
+    webhooks = {w["name"]: w for w in config["webhooks"]}
+    expect(sorted(webhooks) == ["namespaces.inject.txmesh.io", "pods.inject.txmesh.io"], f"two fully qualified webhooks, not {sorted(webhooks)}")
+    policies = {"pods.inject.txmesh.io": injector["failurePolicy"]["pod"], "namespaces.inject.txmesh.io": injector["failurePolicy"]["namespace"]}
+    paths = {"pods.inject.txmesh.io": "/inject/pod", "namespaces.inject.txmesh.io": "/inject/namespace"}
+    for name, w in webhooks.items():
+        expect(w["failurePolicy"] == policies[name], f"{name}: failurePolicy {policies[name]} as configured")
+        expect(
+            w["clientConfig"] == {"service": {"namespace": NAMESPACE, "name": service["metadata"]["name"], "path": paths[name], "port": 443}},
+            f"{name}: calls {paths[name]} through the webhook Service, caBundle left to the operator or cert-manager",
+        )
+        expect(w["rules"] == [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}], f"{name}: pods CREATE only")
+        expect(
+            (w["sideEffects"], w["admissionReviewVersions"], w["reinvocationPolicy"], w["matchPolicy"], w["timeoutSeconds"])
+            == ("None", ["v1"], "IfNeeded", "Equivalent", injector["timeoutSeconds"]),
+            f"{name}: sideEffects None, AdmissionReview v1, IfNeeded, Equivalent, timeoutSeconds",
+        )
+        names = next(e for e in w["namespaceSelector"]["matchExpressions"] if e["key"] == "kubernetes.io/metadata.name")
+        expect(names["operator"] == "NotIn" and {NAMESPACE, "kube-system"} <= set(names["values"]), f"{name}: excludes the release namespace and kube-system")
+        expect(not selects(w["objectSelector"], {"app.kubernetes.io/managed-by": "txmesh-operator"}), f"{name}: never the coordinators' own pods")
+        expect(selects(w["objectSelector"], {"app": "orders"}), f"{name}: sees application pods")
+    for labels, want in INJECTION_NAMESPACES:
+        seen = [paths[n] for n, w in webhooks.items() if selects(w["namespaceSelector"], labels)]
+        expect(seen == ([want] if want else []), f"namespace {labels}: seen by {seen}, want {want}")
+
+    expect(env["TXMESH_NATIVE_SIDECAR"] == str(injector["nativeSidecar"]).lower(), "injector.nativeSidecar is passed on")
+    expect(json.loads(env["TXMESH_SIDECAR_RESOURCES"]) == injector["sidecar"]["resources"], "the sidecar resources as JSON")
+    expect(env.get("TXMESH_DEFAULT_COORDINATOR") == (injector["defaultCoordinator"] or None), "the default coordinator, if any")
+
+    self_managed = ("TXMESH_WEBHOOK_SERVICE", "TXMESH_WEBHOOK_CONFIG", "TXMESH_WEBHOOK_SECRET")
+    if injector["certManager"]["enabled"]:
+        annotation = config["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from", "")
+        certificates = {c["metadata"]["name"]: c for c in find(objects, "Certificate")}
+        namespace, _, name = annotation.partition("/")
+        expect(namespace == NAMESPACE and name in certificates, f"cert-manager fills the caBundle from a rendered Certificate: {annotation!r}")
+        serving = certificates[name]
+        host = f"{service['metadata']['name']}.{NAMESPACE}.svc"
+        domain = effective(values)["kubeClusterDomain"]
+        expect(serving["spec"]["dnsNames"] == [host, f"{host}.{domain}"], "the serving certificate names the webhook Service")
+        expect("server auth" in serving["spec"]["usages"], "the serving certificate is for server auth")
+        expect(not any(n in env for n in self_managed), "cert-manager mode: the operator patches nothing")
+        expect(not webhook_rules, "cert-manager mode: no webhook configuration RBAC")
+        expect(
+            not any("secrets" in rule["resources"] and rule.get("resourceNames")
+                    for role in find(objects, "Role") for rule in role["rules"]),
+            "cert-manager mode: no webhook Secret Role",
+        )
+        pod, _ = operator_pod(objects)
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        mounts = [m for m in container["volumeMounts"] if m["mountPath"] == env["TXMESH_WEBHOOK_CERT_DIR"]]
+        expect(len(mounts) == 1 and mounts[0]["readOnly"] is True and "subPath" not in mounts[0], "the certificate directory is a read-only whole-Secret mount")
+        expect(volumes[mounts[0]["name"]]["secret"]["secretName"] == serving["spec"]["secretName"], "the mount is the serving certificate's Secret")
+        issuer = serving["spec"]["issuerRef"]
+        given = injector["certManager"]["issuerRef"]
+        if given:
+            expect(issuer == given, "the serving certificate uses the given issuer")
+            expect(not find(objects, "Issuer") and len(certificates) == 1, "a given issuer: the chart makes no issuer or CA")
+        else:
+            issuers = {i["metadata"]["name"]: i for i in find(objects, "Issuer")}
+            ca_issuer = issuers[issuer["name"]]
+            ca = [c for c in certificates.values() if c["spec"].get("secretName") == ca_issuer["spec"]["ca"]["secretName"]]
+            expect(len(ca) == 1 and ca[0]["spec"]["isCA"] is True, "the CA Issuer signs with the chart's CA Certificate")
+            expect(issuers[ca[0]["spec"]["issuerRef"]["name"]]["spec"] == {"selfSigned": {}}, "the CA is self-signed")
+        return f"cert-manager mode, {'given issuer' if given else 'bootstrap issuers'}"
+
+    # Self-managed: the operator's Secret and the caBundle patch, limited by name.
+    expect(not cert_kinds, "self-managed: no cert-manager objects")
+    expect(not container.get("volumeMounts") and "TXMESH_WEBHOOK_CERT_DIR" not in env, "self-managed: no certificate mount")
+    expect(env["TXMESH_WEBHOOK_SERVICE"] == f"{NAMESPACE}/{service['metadata']['name']}", "TXMESH_WEBHOOK_SERVICE names the webhook Service")
+    expect(env["TXMESH_WEBHOOK_CONFIG"] == config["metadata"]["name"], "TXMESH_WEBHOOK_CONFIG names the webhook configuration")
+    expect(
+        [(role["kind"], rule) for role, rule in webhook_rules]
+        == [("ClusterRole", {"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations"],
+                             "resourceNames": [config["metadata"]["name"]], "verbs": ["get", "patch"]})],
+        "a ClusterRole may get and patch that webhook configuration only",
+    )
+    secret_roles = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-operator-webhook")]
+    expect(len(secret_roles) == 1 and secret_roles[0]["metadata"]["namespace"] == NAMESPACE, "the webhook Secret Role is in the release namespace")
+    expect(
+        secret_roles[0]["rules"] == [
+            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [env["TXMESH_WEBHOOK_SECRET"]], "verbs": ["get", "update", "patch"]},
+        ],
+        "secrets: create, and get/update/patch on the webhook Secret only",
+    )
+    return "self-managed certificates"
 
 
 # What operator/src does with the API (Api calls, kube-runtime's Controller, finalizer and
@@ -347,7 +530,9 @@ def props_defaults(objects: list[dict], rendered: dict[str, str]) -> None:
     expect(env["TXMESH_LOG_FORMAT"] == "json", "JSON logs by default")
     expect(env["TXMESH_CATCH_UP_STALL_SECS"] == "120", "the catch-up stall window defaults to 120 s")
     expect(container["image"] == "txmesh/txmesh:0.1.0", "the image tag defaults to appVersion")
-    granted = grants(one(objects, "ClusterRole"))
+    operator_role = [r for r in find(objects, "ClusterRole") if r["metadata"]["name"] == "txmesh-operator"]
+    expect(len(operator_role) == 1, "the operator's ClusterRole")
+    granted = grants(operator_role[0])
     expect(granted == OPERATOR_RULES, f"the ClusterRole grants what the operator uses:\n{granted}")
     role = lease_role(objects)
     expect(role is not None and role["metadata"]["namespace"] == NAMESPACE, "a Lease Role in the release namespace")
@@ -360,6 +545,8 @@ def props_defaults(objects: list[dict], rendered: dict[str, str]) -> None:
     expect(not find(objects, "PodDisruptionBudget"), "no PDB for one replica")
     expect(not find(objects, "ServiceMonitor"), "no ServiceMonitor by default")
     expect("kind: TransactionCoordinator" in rendered_notes(rendered), "NOTES.txt shows how to create a TransactionCoordinator")
+    expect("txmesh.io/injection=enabled" in rendered_notes(rendered), "NOTES.txt shows how to opt in to injection")
+    expect("operator.replicaCount=2" in rendered_notes(rendered), "NOTES.txt: one replica and failurePolicy Fail, run two")
 
 
 def props_full(objects: list[dict], rendered: dict[str, str]) -> None:
@@ -372,14 +559,20 @@ def props_full(objects: list[dict], rendered: dict[str, str]) -> None:
     expect(container["image"] == "registry.example/txmesh/txmesh:0.1.0-rc.1", "image repository and tag")
     expect(pod["serviceAccountName"] == "txmesh-operator-sa", "the existing service account")
     expect(not find(objects, "ServiceAccount"), "no ServiceAccount made when serviceAccount.create is false")
-    # Watching one namespace: nothing cluster-wide at all.
-    expect(not find(objects, "ClusterRole") and not find(objects, "ClusterRoleBinding"), "no ClusterRole with watchNamespace")
+    # Watching one namespace: nothing cluster-wide but the webhook configuration's patch
+    # (a cluster-scoped kind; props_injector checks it is limited to that one object).
+    expect(
+        [r["metadata"]["name"] for r in find(objects, "ClusterRole") + find(objects, "ClusterRoleBinding")]
+        == ["payments-txmesh-operator-webhook"] * 2,
+        "no ClusterRole with watchNamespace but the webhook's",
+    )
     operator_role = [r for r in find(objects, "Role") if r["metadata"]["name"] == "payments-txmesh-operator"]
     expect(len(operator_role) == 1 and operator_role[0]["metadata"]["namespace"] == "payments", "the operator's Role is in the watched namespace")
     granted = grants(operator_role[0])
     without_monitors = {k: v for k, v in OPERATOR_RULES.items() if k[1] != "servicemonitors"}
     expect(granted == without_monitors, "the Role grants what the operator uses, no ServiceMonitors (rbac.serviceMonitors false)")
     expect(lease_role(objects)["metadata"]["namespace"] == NAMESPACE, "the Lease Role stays in the release namespace")
+    expect("operator.replicaCount=2" not in rendered_notes(rendered), "NOTES.txt: two replicas, no advice to run two")
     pdb = one(objects, "PodDisruptionBudget")
     expect(pdb["spec"]["maxUnavailable"] == 1, "the PDB lets one operator pod go")
     monitor = one(objects, "ServiceMonitor")
@@ -409,8 +602,18 @@ def props_no_leader_election(objects: list[dict], rendered: dict[str, str]) -> N
     expect(lease_role(objects) is None, "no Lease Role")
     expect(not find(objects, "ServiceMonitor"), "no ServiceMonitor where the API is not served")
     expect("WARNING: serviceMonitor.enabled" in rendered_notes(rendered), "NOTES.txt says the ServiceMonitor was left out")
+    expect("txmesh.io/injection" not in rendered_notes(rendered), "NOTES.txt: no injection without the injector")
     sidecar = [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-sidecar-discovery")]
     expect(sorted(r["metadata"]["namespace"] for r in sidecar) == ["payments", "payments-staging"], "a sidecar Role per coordinator namespace")
+
+
+def props_cert_manager(objects: list[dict], rendered: dict[str, str]) -> str:
+    values = load_values(VALUES / "cert-manager.yaml")
+    pod, container = operator_pod(objects)
+    expect("TXMESH_WEBHOOK_CERT_DIR" in env_of(container), "the operator reads cert-manager's certificate")
+    # The other branch, without a golden file of its own: an issuer of the user's.
+    values["injector"]["certManager"]["issuerRef"] = {"name": "internal-ca", "kind": "ClusterIssuer"}
+    return props_injector(objects_of(render(values, "txmesh", [])), values)
 
 
 def rendered_notes(rendered: dict[str, str]) -> str:
@@ -420,6 +623,7 @@ def rendered_notes(rendered: dict[str, str]) -> str:
 PROPERTIES = {
     "defaults": props_defaults,
     "full": props_full,
+    "cert-manager": props_cert_manager,
     "no-leader-election": props_no_leader_election,
 }
 
@@ -479,6 +683,7 @@ def good_case(case: Case) -> None:
     check(case.name, "kubernetes-validate --strict", validate, objects, "objects")
     check(case.name, "golden" + (" (blessed)" if BLESS else ""), compare_golden, case.name, manifest(rendered))
     check(case.name, "properties (all values)", props_common, objects, values)
+    check(case.name, "properties (injector)", props_injector, objects, values)
     check(case.name, f"properties ({case.name})", PROPERTIES[case.name], objects, rendered)
 
 
