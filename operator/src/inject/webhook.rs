@@ -120,3 +120,6 @@ pub async fn serve(
         });
     }
 }
+
+#[cfg(test)]
+mod tests;
