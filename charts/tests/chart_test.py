@@ -483,7 +483,7 @@ def props_injector(objects: list[dict], values: dict) -> str:
     expect(
         secret_roles[0]["rules"] == [
             {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [env["TXMESH_WEBHOOK_SECRET"]], "verbs": ["get", "update", "patch"]},
+            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [env["TXMESH_WEBHOOK_SECRET"]], "verbs": ["get", "update"]},
         ],
         "secrets: create, and get/update/patch on the webhook Secret only",
     )
