@@ -19,14 +19,7 @@ fn dir(name: &str) -> PathBuf {
 
 /// The fixture names, sorted.
 fn fixtures() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir("fixtures"))
-        .expect("tests/fixtures")
-        .map(|entry| entry.expect("directory entry").file_name())
-        .filter_map(|name| name.to_str()?.strip_suffix(".yaml").map(str::to_owned))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no fixtures");
-    names
+    common::yaml_names(&dir("fixtures"))
 }
 
 fn document(object: &impl Serialize) -> String {
@@ -63,36 +56,13 @@ fn build(fixture: &str) -> String {
 
 #[test]
 fn fixtures_build_the_golden_objects() {
-    let bless = std::env::var_os("TXMESH_BLESS").is_some();
-    let mut stale = Vec::new();
-    for fixture in fixtures() {
-        let built = build(&fixture);
-        let path = dir("golden").join(format!("{fixture}.yaml"));
-        if bless {
-            std::fs::write(&path, &built).expect("write golden file");
-        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(built.as_str()) {
-            stale.push(fixture);
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "built objects differ from tests/golden for {stale:?}; if the change is intended, run\n  \
-         TXMESH_BLESS=1 cargo test -p txmesh-operator --test golden\nand review the diff"
-    );
+    common::check_golden(&fixtures(), &dir("golden"), "golden", build);
 }
 
 /// The golden files have a golden file for each fixture and nothing else.
 #[test]
 fn every_golden_file_has_a_fixture() {
-    let mut golden: Vec<String> = std::fs::read_dir(dir("golden"))
-        .expect("tests/golden")
-        .filter_map(|entry| {
-            let name = entry.expect("directory entry").file_name();
-            name.to_str()?.strip_suffix(".yaml").map(str::to_owned)
-        })
-        .collect();
-    golden.sort();
-    assert_eq!(golden, fixtures());
+    assert_eq!(common::yaml_names(&dir("golden")), fixtures());
 }
 
 /// Every built object passes `kubernetes-validate --strict` (the ServiceMonitor, a custom

@@ -20,14 +20,7 @@ fn dir(name: &str) -> PathBuf {
 
 /// The fixture names, sorted.
 fn fixtures() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir("fixtures"))
-        .expect("tests/fixtures/pods")
-        .map(|entry| entry.expect("directory entry").file_name())
-        .filter_map(|name| name.to_str()?.strip_suffix(".yaml").map(str::to_owned))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no fixtures");
-    names
+    common::yaml_names(&dir("fixtures"))
 }
 
 fn config() -> InjectorConfig {
@@ -77,22 +70,13 @@ fn inject(fixture: &str) -> String {
 
 #[test]
 fn fixture_pods_come_out_as_the_golden_pods() {
-    let bless = std::env::var_os("TXMESH_BLESS").is_some();
-    let mut stale = Vec::new();
-    for fixture in fixtures() {
-        let injected = inject(&fixture);
-        let path = dir("golden").join(format!("{fixture}.yaml"));
-        if bless {
-            std::fs::write(&path, &injected).expect("write golden file");
-        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(injected.as_str()) {
-            stale.push(fixture);
-        }
-    }
-    assert!(
-        stale.is_empty(),
-        "injected pods differ from tests/golden/pods for {stale:?}; if the change is intended, run\n  \
-         TXMESH_BLESS=1 cargo test -p txmesh-operator --test injection\nand review the diff"
-    );
+    common::check_golden(&fixtures(), &dir("golden"), "injection", inject);
+}
+
+/// The golden pods have a fixture each, and nothing else.
+#[test]
+fn every_golden_pod_has_a_fixture() {
+    assert_eq!(common::yaml_names(&dir("golden")), fixtures());
 }
 
 #[test]

@@ -8,6 +8,8 @@ use serde_json::{Value, json};
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
 use super::*;
 use crate::admin::double::{Coordinators, Group, TOKEN};
 use crate::mock_api::{self, ApiHandle, expect, fail, not_found, respond};
@@ -599,6 +601,15 @@ impl World {
         panic!("not available: {:?} {:?}", self.events, self.tc.status);
     }
 
+    /// The resource's condition of `type_`.
+    fn condition(&self, type_: &str) -> Condition {
+        let status = self.tc.status.as_ref().expect("status");
+        let found = status.conditions.iter().find(|c| c.type_ == type_);
+        found
+            .cloned()
+            .unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
     fn respec(&mut self, spec: Value) {
         let mut tc = serde_json::to_value(&self.tc).expect("JSON");
         for (key, value) in spec.as_object().expect("object") {
@@ -711,12 +722,7 @@ async fn a_refused_membership_change_is_degraded_with_one_warning() {
     double.group().refuse_next = Some("WouldLoseQuorum");
     world.events.clear();
     world.reconcile(&double).await;
-    let status = world.tc.status.clone().expect("status");
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .expect("Degraded");
+    let degraded = world.condition("Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "QuorumAtRisk")
@@ -749,12 +755,7 @@ async fn a_stuck_upgrade_is_degraded_once_and_a_fixed_spec_finishes_it() {
         ["restart tc-2"],
         "the rollout stops at one pod"
     );
-    let status = world.tc.status.clone().expect("status");
-    let degraded = status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Degraded")
-        .expect("Degraded");
+    let degraded = world.condition("Degraded");
     assert_eq!(
         (degraded.status.as_str(), degraded.reason.as_str()),
         ("True", "PodFailing")

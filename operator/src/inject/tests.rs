@@ -15,9 +15,9 @@ fn config() -> InjectorConfig {
     }
 }
 
-/// A pod CREATE request in namespace `shop`.
-fn request(operation: &str, pod: &Value) -> AdmissionRequest<Pod> {
-    let review: AdmissionReview<Pod> = serde_json::from_value(json!({
+/// An AdmissionReview of `operation` on `pod` in namespace `shop`, as the API server sends it.
+pub(super) fn review_json(operation: &str, pod: &Value) -> Value {
+    json!({
         "apiVersion": "admission.k8s.io/v1",
         "kind": "AdmissionReview",
         "request": {
@@ -31,8 +31,12 @@ fn request(operation: &str, pod: &Value) -> AdmissionRequest<Pod> {
             "object": pod,
             "dryRun": false,
         },
-    }))
-    .expect("AdmissionReview");
+    })
+}
+
+fn request(operation: &str, pod: &Value) -> AdmissionRequest<Pod> {
+    let review: AdmissionReview<Pod> =
+        serde_json::from_value(review_json(operation, pod)).expect("AdmissionReview");
     review.try_into().expect("a request")
 }
 

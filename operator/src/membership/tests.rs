@@ -247,6 +247,12 @@ impl Model {
         }
     }
 
+    /// Every pod runs `revision` and is ready.
+    fn all_ready_on(&self, revision: &str) -> bool {
+        let on = |p: &PodState| p.revision.as_deref() == Some(revision) && p.ready;
+        self.pods.values().all(on)
+    }
+
     fn check_quorum(&self) {
         let voters: Vec<i32> = self
             .members
@@ -399,12 +405,7 @@ fn a_new_pod_that_cannot_run_is_a_blocker() {
         "{log:?}"
     );
     assert!(model.members.values().all(|m| m.voter) && model.members.len() == 5);
-    assert!(
-        model
-            .pods
-            .values()
-            .all(|p| p.revision.as_deref() == Some("v3") && p.ready)
-    );
+    assert!(model.all_ready_on("v3"));
 }
 
 #[test]
@@ -447,12 +448,7 @@ fn a_broken_template_holds_the_rollout_at_one_pod_until_the_spec_is_fixed() {
         log.contains(&"TransferringLeadership tc-0".to_owned()),
         "{log:?}"
     );
-    assert!(
-        model
-            .pods
-            .values()
-            .all(|p| p.revision.as_deref() == Some("v3") && p.ready)
-    );
+    assert!(model.all_ready_on("v3"));
 }
 
 #[test]

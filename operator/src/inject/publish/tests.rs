@@ -19,9 +19,24 @@ fn names() -> Vec<String> {
     service_names(NAMESPACE, "txmesh-webhook", "cluster.local")
 }
 
-fn secrets() -> (Api<Secret>, mock_api::ApiHandle) {
+/// One pass of the keeper against the API server `server` plays (it gets the mocked API and
+/// hands it back with what it saw): the bundle to publish, whether a certificate is served,
+/// and what the server saw. Afterwards no request may be left.
+async fn pass<T, F>(server: impl FnOnce(mock_api::ApiHandle) -> F) -> (Option<String>, bool, T)
+where
+    F: Future<Output = (mock_api::ApiHandle, T)>,
+{
     let (client, handle) = mock_api::client();
-    (Api::namespaced(client, NAMESPACE), handle)
+    let secrets = Api::namespaced(client, NAMESPACE);
+    let cert = ServingCert::default();
+    let dns_names = names();
+    let (bundle, (handle, seen)) = tokio::join!(
+        managed_pass(&secrets, NAME, NAMESPACE, &dns_names, &cert),
+        server(handle)
+    );
+    drop(secrets);
+    mock_api::expect_no_more(handle).await;
+    (bundle.expect("no error"), cert.is_set(), seen)
 }
 
 /// A stored Secret holding `set`, at resourceVersion 7.
@@ -44,10 +59,7 @@ fn made(days_ago: i64, names: &[String]) -> CertSet {
 
 #[tokio::test]
 async fn a_missing_secret_is_made_and_its_certificate_served() {
-    let (secrets, mut handle) = secrets();
-    let cert = ServingCert::default();
-    let dns_names = names();
-    let server = async {
+    let (bundle, served, secret) = pass(|mut handle| async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET).await;
         not_found(send);
         let (secret, send) = expect(&mut handle, Method::POST, SECRETS).await;
@@ -57,106 +69,82 @@ async fn a_missing_secret_is_made_and_its_certificate_served() {
             "txmesh-webhook.txmesh-system.svc,txmesh-webhook.txmesh-system.svc.cluster.local"
         );
         respond(send, StatusCode::CREATED, &secret);
-        secret
-    };
-    let (bundle, secret) = tokio::join!(
-        managed_pass(&secrets, NAME, NAMESPACE, &dns_names, &cert),
-        server
-    );
-    let bundle = bundle.expect("no error").expect("a bundle");
-    assert_eq!(bundle, decoded(&secret, "ca.crt"), "a new CA alone");
-    assert!(cert.is_set());
+        (handle, secret)
+    })
+    .await;
+    assert_eq!(bundle, Some(decoded(&secret, "ca.crt")), "a new CA alone");
+    assert!(served);
 }
 
 #[tokio::test]
 async fn a_current_secret_is_served_as_it_is() {
-    let (secrets, mut handle) = secrets();
-    let cert = ServingCert::default();
-    let dns_names = names();
     let set = made(10, &names());
-    let server = async {
+    let stored = stored(&set);
+    let (bundle, served, ()) = pass(|mut handle| async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET).await;
-        respond(send, StatusCode::OK, &stored(&set));
-    };
-    let (bundle, ()) = tokio::join!(
-        managed_pass(&secrets, NAME, NAMESPACE, &dns_names, &cert),
-        server
-    );
-    assert_eq!(bundle.expect("no error"), Some(set.bundle.clone()));
-    assert!(cert.is_set());
-    drop(secrets);
-    mock_api::expect_no_more(handle).await;
+        respond(send, StatusCode::OK, &stored);
+        (handle, ())
+    })
+    .await;
+    assert_eq!(bundle, Some(set.bundle));
+    assert!(served);
 }
 
 #[tokio::test]
 async fn a_set_due_for_renewal_is_replaced_at_the_version_read_and_its_ca_stays_trusted() {
-    let (secrets, mut handle) = secrets();
-    let cert = ServingCert::default();
-    let dns_names = names();
     // 70 of 90 days gone: within the last 30.
     let old = made(70, &names());
-    let server = async {
+    let stored = stored(&old);
+    let (bundle, served, secret) = pass(|mut handle| async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET).await;
-        respond(send, StatusCode::OK, &stored(&old));
+        respond(send, StatusCode::OK, &stored);
         let (secret, send) = expect(&mut handle, Method::PUT, SECRET).await;
         assert_eq!(secret["metadata"]["resourceVersion"], "7");
         respond(send, StatusCode::OK, &secret);
-        secret
-    };
-    let (bundle, secret) = tokio::join!(
-        managed_pass(&secrets, NAME, NAMESPACE, &dns_names, &cert),
-        server
-    );
+        (handle, secret)
+    })
+    .await;
     let new_ca = decoded(&secret, "ca.crt");
     assert_ne!(new_ca, old.ca);
     assert_eq!(
-        bundle.expect("no error"),
+        bundle,
         Some(format!("{new_ca}{}", old.ca)),
         "the new CA, then the old one"
     );
+    assert!(served);
 }
 
 #[tokio::test]
 async fn a_set_for_other_names_is_replaced() {
-    let (secrets, mut handle) = secrets();
-    let cert = ServingCert::default();
-    let dns_names = names();
     let other = made(1, &service_names(NAMESPACE, "old-webhook", "cluster.local"));
-    let server = async {
+    let stored = stored(&other);
+    let (bundle, _, secret) = pass(|mut handle| async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET).await;
-        respond(send, StatusCode::OK, &stored(&other));
+        respond(send, StatusCode::OK, &stored);
         let (secret, send) = expect(&mut handle, Method::PUT, SECRET).await;
         respond(send, StatusCode::OK, &secret);
-    };
-    let (bundle, ()) = tokio::join!(
-        managed_pass(&secrets, NAME, NAMESPACE, &dns_names, &cert),
-        server
+        (handle, secret)
+    })
+    .await;
+    assert_eq!(
+        bundle,
+        Some(format!("{}{}", decoded(&secret, "ca.crt"), other.ca))
     );
-    assert!(bundle.expect("no error").is_some());
 }
 
 #[tokio::test]
 async fn losing_the_renewal_to_another_replica_serves_its_set_later() {
-    let (secrets, mut handle) = secrets();
-    let cert = ServingCert::default();
-    let dns_names = names();
-    let server = async {
+    let (bundle, served, ()) = pass(|mut handle| async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET).await;
         not_found(send);
         let (_, send) = expect(&mut handle, Method::POST, SECRETS).await;
-        fail(
-            send,
-            StatusCode::CONFLICT,
-            "AlreadyExists",
-            "secrets \"txmesh-webhook\" already exists",
-        );
-    };
-    let (bundle, ()) = tokio::join!(
-        managed_pass(&secrets, NAME, NAMESPACE, &dns_names, &cert),
-        server
-    );
-    assert_eq!(bundle.expect("no error"), None);
-    assert!(!cert.is_set());
+        let message = "secrets \"txmesh-webhook\" already exists";
+        fail(send, StatusCode::CONFLICT, "AlreadyExists", message);
+        (handle, ())
+    })
+    .await;
+    assert_eq!(bundle, None);
+    assert!(!served);
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use tokio_rustls::TlsConnector;
 
 use super::*;
 use crate::inject::certs::CertSet;
+use crate::inject::tests::review_json;
 
 const SERVICE: &str = "txmesh-webhook.txmesh-system.svc";
 
@@ -85,23 +86,11 @@ async fn post(
 }
 
 fn admission_review() -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "0df28fbd-5f5f-11e8-bc74-36e6bb280816",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": "shop",
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": {
-                "metadata": {"generateName": "orders-", "labels": {"app": "orders"}},
-                "spec": {"containers": [{"name": "app", "image": "orders:1"}]},
-            },
-        },
-    }))
-    .expect("JSON")
+    let pod = json!({
+        "metadata": {"generateName": "orders-", "labels": {"app": "orders"}},
+        "spec": {"containers": [{"name": "app", "image": "orders:1"}]},
+    });
+    serde_json::to_vec(&review_json("CREATE", &pod)).expect("JSON")
 }
 
 fn generate() -> CertSet {
@@ -119,7 +108,7 @@ async fn a_labelled_namespaces_pod_gets_a_patch_over_tls() {
     let review: Value = serde_json::from_slice(&body).expect("JSON");
     let response = &review["response"];
     assert_eq!(review["kind"], "AdmissionReview");
-    assert_eq!(response["uid"], "0df28fbd-5f5f-11e8-bc74-36e6bb280816");
+    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
     // kube writes the patch's bytes as a JSON array (Go's []byte decodes from either form).
