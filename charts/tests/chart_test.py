@@ -382,7 +382,7 @@ def props_injector(objects: list[dict], values: dict) -> str:
         expect(not cert_kinds, "injector off: no cert-manager objects")
         expect(not webhook_rules, "injector off: no webhook RBAC")
         expect(not any(r["metadata"]["name"].endswith("-webhook") for r in find(objects, "Role") + find(objects, "RoleBinding")), "injector off: no webhook Secret Role")
-        leftover = [n for n in env if n.startswith(("TXMESH_WEBHOOK", "TXMESH_SIDECAR", "TXMESH_NATIVE", "TXMESH_DEFAULT_COORDINATOR"))]
+        leftover = [n for n in env if n.startswith(("TXMESH_WEBHOOK", "TXMESH_SIDECAR", "TXMESH_NATIVE", "TXMESH_DEFAULT_COORDINATOR", "TXMESH_INJECTION"))]
         expect(not leftover, f"injector off: no injector settings, found {leftover}")
         expect(not container.get("volumeMounts") and not operator_pod(objects)[0].get("volumes"), "injector off: no volumes")
         return "injector off: nothing of it rendered"
@@ -507,6 +507,17 @@ OPERATOR_RULES = {
 }
 
 
+# What the injection watchdog (operator/src/inject/watchdog.rs) calls, cluster-wide: its
+# ClusterRole must grant exactly this.
+WATCHDOG_RULES = {
+    ("", "namespaces"): {"list"},
+    ("", "pods"): {"list"},
+    ("", "pods/eviction"): {"create"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+}
+WATCHDOG_ENV = ("TXMESH_INJECTION_WATCHDOG_SECS", "TXMESH_INJECTION_WATCHDOG_MAX_EVICTIONS")
+
+
 def grants(role: dict) -> dict[tuple[str, str], set[str]]:
     return {
         (group, resource): set(rule["verbs"])
@@ -514,6 +525,53 @@ def grants(role: dict) -> dict[tuple[str, str], set[str]]:
         for group in rule["apiGroups"]
         for resource in rule["resources"]
     }
+
+
+def watchdog_rbac(objects: list[dict]) -> list[dict]:
+    return [o for o in objects if o["metadata"]["name"].endswith("-injection-watchdog")]
+
+
+def props_watchdog(objects: list[dict], values: dict) -> str:
+    """The injection watchdog: its settings and its ClusterRole exactly when the injector is on
+    and injector.watchdog.intervalSeconds is above 0; nothing of it otherwise."""
+    injector = effective(values)["injector"]
+    watchdog = injector["watchdog"]
+    _, container = operator_pod(objects)
+    env = env_of(container)
+    rbac = watchdog_rbac(objects)
+    evicting = [r["metadata"]["name"] for r in find(objects, "Role") + find(objects, "ClusterRole")
+                if ("", "pods/eviction") in grants(r) or ("", "namespaces") in grants(r)]
+    if not (injector["enabled"] and watchdog["intervalSeconds"] > 0):
+        expect(not [n for n in env if n in WATCHDOG_ENV], "watchdog off: no watchdog settings")
+        expect(not rbac, f"watchdog off: no watchdog RBAC, found {[o['metadata']['name'] for o in rbac]}")
+        expect(not evicting, f"watchdog off: no role evicts pods or lists namespaces, found {evicting}")
+        return "watchdog off: no settings, no ClusterRole"
+
+    expect(
+        (env["TXMESH_INJECTION_WATCHDOG_SECS"], env["TXMESH_INJECTION_WATCHDOG_MAX_EVICTIONS"])
+        == (str(watchdog["intervalSeconds"]), str(watchdog["maxEvictionsPerSweep"])),
+        "injector.watchdog.intervalSeconds and maxEvictionsPerSweep are passed on",
+    )
+    name = operator_service(objects)["metadata"]["name"].removesuffix("-operator") + "-injection-watchdog"
+    expect(
+        sorted((o["kind"], o["metadata"]["name"]) for o in rbac) == [("ClusterRole", name), ("ClusterRoleBinding", name)],
+        f"a ClusterRole and ClusterRoleBinding {name} (cluster-wide, whatever watchNamespace), and no other watchdog RBAC",
+    )
+    role = one(rbac, "ClusterRole")
+    expect(grants(role) == WATCHDOG_RULES, f"the watchdog's ClusterRole grants what its sweep calls:\n{grants(role)}")
+    expect(
+        all(set(rule) == {"apiGroups", "resources", "verbs"} for rule in role["rules"]),
+        "the watchdog's rules are neither narrowed by name nor widened by URL",
+    )
+    expect(evicting == [name], f"only the watchdog's ClusterRole evicts pods or lists namespaces, not {evicting}")
+    binding = one(rbac, "ClusterRoleBinding")
+    expect(binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name}, "the binding is to the watchdog's ClusterRole")
+    expect(len(binding["subjects"]) == 1, "the binding names the operator's service account only")
+    expect(
+        all(o["metadata"]["labels"]["app.kubernetes.io/component"] == "sidecar-injector" for o in rbac),
+        "the watchdog RBAC is labelled like the injector's other objects",
+    )
+    return f"watchdog every {watchdog['intervalSeconds']} s, at most {watchdog['maxEvictionsPerSweep']} evictions"
 
 
 def lease_role(objects: list[dict]) -> dict | None:
@@ -529,6 +587,12 @@ def props_defaults(objects: list[dict], rendered: dict[str, str]) -> None:
     expect(env["TXMESH_LEADER_ELECTION"] == "true", "leader election on")
     expect(env["TXMESH_LOG_FORMAT"] == "json", "JSON logs by default")
     expect(env["TXMESH_CATCH_UP_STALL_SECS"] == "120", "the catch-up stall window defaults to 120 s")
+    expect(
+        (env["TXMESH_INJECTION_WATCHDOG_SECS"], env["TXMESH_INJECTION_WATCHDOG_MAX_EVICTIONS"]) == ("300", "20"),
+        "the injection watchdog is on by default: every 300 s, at most 20 evictions",
+    )
+    watchdog_role = [r for r in find(objects, "ClusterRole") if r["metadata"]["name"] == "txmesh-injection-watchdog"]
+    expect(len(watchdog_role) == 1 and grants(watchdog_role[0]) == WATCHDOG_RULES, "the watchdog's ClusterRole, by default")
     expect(container["image"] == "txmesh/txmesh:0.1.0", "the image tag defaults to appVersion")
     operator_role = [r for r in find(objects, "ClusterRole") if r["metadata"]["name"] == "txmesh-operator"]
     expect(len(operator_role) == 1, "the operator's ClusterRole")
@@ -560,11 +624,17 @@ def props_full(objects: list[dict], rendered: dict[str, str]) -> None:
     expect(pod["serviceAccountName"] == "txmesh-operator-sa", "the existing service account")
     expect(not find(objects, "ServiceAccount"), "no ServiceAccount made when serviceAccount.create is false")
     # Watching one namespace: nothing cluster-wide but the webhook configuration's patch
-    # (a cluster-scoped kind; props_injector checks it is limited to that one object).
+    # (a cluster-scoped kind; props_injector checks it is limited to that one object) and the
+    # injection watchdog (pods anywhere may have missed the webhooks; props_watchdog checks its
+    # rules).
     expect(
-        [r["metadata"]["name"] for r in find(objects, "ClusterRole") + find(objects, "ClusterRoleBinding")]
-        == ["payments-txmesh-operator-webhook"] * 2,
-        "no ClusterRole with watchNamespace but the webhook's",
+        sorted(r["metadata"]["name"] for r in find(objects, "ClusterRole") + find(objects, "ClusterRoleBinding"))
+        == ["payments-txmesh-injection-watchdog"] * 2 + ["payments-txmesh-operator-webhook"] * 2,
+        "no ClusterRole with watchNamespace but the webhook's and the injection watchdog's",
+    )
+    expect(
+        (env["TXMESH_INJECTION_WATCHDOG_SECS"], env["TXMESH_INJECTION_WATCHDOG_MAX_EVICTIONS"]) == ("60", "5"),
+        "the watchdog's interval and cap are passed on",
     )
     operator_role = [r for r in find(objects, "Role") if r["metadata"]["name"] == "payments-txmesh-operator"]
     expect(len(operator_role) == 1 and operator_role[0]["metadata"]["namespace"] == "payments", "the operator's Role is in the watched namespace")
@@ -600,6 +670,8 @@ def props_no_leader_election(objects: list[dict], rendered: dict[str, str]) -> N
     expect(env["TXMESH_LEADER_ELECTION"] == "false", "leader election off")
     expect(not any(name.startswith("TXMESH_LEASE") for name in env), "no Lease settings")
     expect(lease_role(objects) is None, "no Lease Role")
+    expect(not watchdog_rbac(objects), "no injector, no injection watchdog RBAC")
+    expect(not any(n in env for n in WATCHDOG_ENV), "no injector, no injection watchdog settings")
     expect(not find(objects, "ServiceMonitor"), "no ServiceMonitor where the API is not served")
     expect("WARNING: serviceMonitor.enabled" in rendered_notes(rendered), "NOTES.txt says the ServiceMonitor was left out")
     expect("txmesh.io/injection" not in rendered_notes(rendered), "NOTES.txt: no injection without the injector")
@@ -611,6 +683,8 @@ def props_cert_manager(objects: list[dict], rendered: dict[str, str]) -> str:
     values = load_values(VALUES / "cert-manager.yaml")
     pod, container = operator_pod(objects)
     expect("TXMESH_WEBHOOK_CERT_DIR" in env_of(container), "the operator reads cert-manager's certificate")
+    expect(not any(n in env_of(container) for n in WATCHDOG_ENV), "intervalSeconds 0: no injection watchdog settings")
+    expect(not watchdog_rbac(objects), "intervalSeconds 0: no injection watchdog ClusterRole")
     # The other branch, without a golden file of its own: an issuer of the user's.
     values["injector"]["certManager"]["issuerRef"] = {"name": "internal-ca", "kind": "ClusterIssuer"}
     return props_injector(objects_of(render(values, "txmesh", [])), values)
@@ -684,6 +758,7 @@ def good_case(case: Case) -> None:
     check(case.name, "golden" + (" (blessed)" if BLESS else ""), compare_golden, case.name, manifest(rendered))
     check(case.name, "properties (all values)", props_common, objects, values)
     check(case.name, "properties (injector)", props_injector, objects, values)
+    check(case.name, "properties (injection watchdog)", props_watchdog, objects, values)
     check(case.name, f"properties ({case.name})", PROPERTIES[case.name], objects, rendered)
 
 

@@ -127,3 +127,11 @@ The sidecar's image: injector.sidecar.image, each part defaulting to the operato
 {{- $tag := .Values.injector.sidecar.image.tag | default .Values.image.tag | default .Chart.AppVersion }}
 {{- printf "%s:%s" $repository $tag }}
 {{- end }}
+
+{{/*
+"true" when the injection watchdog runs (values.yaml: injector.watchdog), else empty: its
+settings (deployment.yaml) and its ClusterRole (injection-watchdog-rbac.yaml) come together.
+*/}}
+{{- define "txmesh.injectionWatchdog" -}}
+{{- if and .Values.injector.enabled (gt (int .Values.injector.watchdog.intervalSeconds) 0) }}true{{ end }}
+{{- end }}
