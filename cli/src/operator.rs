@@ -131,6 +131,21 @@ struct InjectorArgs {
         value_name = "NAMESPACE/NAME"
     )]
     default_coordinator: Option<String>,
+
+    /// Every this many seconds, the Lease holder looks for pods that asked for the sidecar
+    /// but started without it (created while no injector answered) and evicts them, so that
+    /// their controller creates them again with it; 0: never. Needs pods list and
+    /// pods/eviction create cluster-wide, and namespaces list.
+    #[arg(long, env = "TXMESH_INJECTION_WATCHDOG_SECS", default_value_t = 0)]
+    injection_watchdog_secs: u64,
+
+    /// At most this many evictions per watchdog sweep (PodDisruptionBudgets are respected).
+    #[arg(
+        long,
+        env = "TXMESH_INJECTION_WATCHDOG_MAX_EVICTIONS",
+        default_value_t = 20
+    )]
+    injection_watchdog_max_evictions: usize,
 }
 
 /// When injected sidecars are native sidecars.
@@ -199,6 +214,9 @@ impl InjectorArgs {
             },
             resources,
             default_coordinator: self.default_coordinator,
+            watchdog_interval: (self.injection_watchdog_secs > 0)
+                .then(|| Duration::from_secs(self.injection_watchdog_secs)),
+            watchdog_max_evictions: self.injection_watchdog_max_evictions,
         }))
     }
 }

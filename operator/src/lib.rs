@@ -78,6 +78,11 @@ pub struct InjectorSetup {
     pub resources: k8s_openapi::api::core::v1::ResourceRequirements,
     /// The TransactionCoordinator (`namespace/name`) of pods that name none.
     pub default_coordinator: Option<String>,
+    /// How often the Lease holder sweeps for pods that started without their sidecar
+    /// ([`inject::watchdog`]); `None`: never.
+    pub watchdog_interval: Option<Duration>,
+    /// At most this many evictions per sweep.
+    pub watchdog_max_evictions: usize,
 }
 
 /// The leader Lease.
@@ -215,6 +220,24 @@ pub async fn run(
             instance: config.instance.clone(),
         },
     );
+    let watchdog = config.injector.as_ref().and_then(|setup| {
+        let interval = setup.watchdog_interval?;
+        let own = config
+            .leader_election
+            .as_ref()
+            .and_then(|e| e.lease_namespace.clone());
+        let own = own.unwrap_or_else(|| client.default_namespace().to_owned());
+        let excluded = inject::watchdog::SYSTEM_NAMESPACES
+            .iter()
+            .map(|n| (*n).to_owned());
+        let watchdog = inject::watchdog::WatchdogConfig {
+            interval,
+            max_evictions: setup.watchdog_max_evictions,
+            excluded: excluded.chain([own]).collect(),
+        };
+        let sweeping = inject::watchdog::run(client.clone(), recorder.clone(), watchdog, stopped());
+        Some(tokio::spawn(sweeping))
+    });
     let context = Arc::new(
         Context::new(
             client.clone(),
@@ -268,6 +291,9 @@ pub async fn run(
             }
         })
         .await;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     probes.metrics.set_leader(false);
     if let Some(elector) = &elector {
         if lost.load(std::sync::atomic::Ordering::Relaxed) {

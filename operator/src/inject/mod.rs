@@ -10,6 +10,7 @@ pub mod certs;
 pub mod patch;
 pub mod publish;
 pub mod tls;
+pub mod watchdog;
 pub mod webhook;
 
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
