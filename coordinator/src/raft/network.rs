@@ -87,14 +87,26 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, NetworkError> {
     postcard::from_bytes(bytes).map_err(|e| NetworkError::new(&e))
 }
 
-/// An unavailable peer makes openraft back off; anything else is a network error.
+/// An unreachable peer makes openraft back off; anything else is a network error.
 fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<NodeId, BasicNode, E> {
-    match status.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => {
-            RPCError::Unreachable(Unreachable::new(&AnyError::error(status.message())))
-        }
-        _ => RPCError::Network(NetworkError::new(&status)),
+    match is_unreachable(&status) {
+        true => RPCError::Unreachable(Unreachable::new(&AnyError::error(status.message()))),
+        false => RPCError::Network(NetworkError::new(&status)),
     }
+}
+
+/// Whether the call failed to reach the peer at all: unavailable, timed out, or a broken
+/// connection (reset, closed, refused: tonic reports those as `Unknown` with a transport
+/// error inside). openraft retries a network error at once but backs off from an unreachable
+/// peer, so a cut-off leader does not spin through connection attempts.
+fn is_unreachable(status: &tonic::Status) -> bool {
+    let transport = std::error::Error::source(status)
+        .is_some_and(|source| source.is::<tonic::transport::Error>());
+    transport
+        || matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+        )
 }
 
 impl PeerClient {
@@ -196,14 +208,69 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             reply = client.install_snapshot(stream::iter(chunks)) => reply,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
-        let reply = reply.map_err(|status| match status.code() {
-            tonic::Code::Unavailable => {
+        let reply = reply.map_err(|status| match is_unreachable(&status) {
+            true => {
                 StreamingError::Unreachable(Unreachable::new(&AnyError::error(status.message())))
             }
-            _ => StreamingError::Network(NetworkError::new(&status)),
+            false => StreamingError::Network(NetworkError::new(&status)),
         })?;
         let result: Result<SnapshotResponse<NodeId>, Fatal<NodeId>> =
             decode(&reply.into_inner().data)?;
         result.map_err(|e| StreamingError::RemoteError(RemoteError::new(self.target, e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncReadExt;
+
+    use super::*;
+
+    /// A peer port that takes each connection and drops it as a partition does: at once, or
+    /// with a reset once the request has arrived.
+    async fn breaking_peer(reset: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                if reset {
+                    let mut buffer = [0u8; 4096];
+                    let _ = stream.read(&mut buffer).await;
+                    let _ = stream.set_linger(Some(Duration::ZERO));
+                }
+                drop(stream);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    async fn vote_status(reset: bool) -> tonic::Status {
+        let channel = Endpoint::from_shared(breaking_peer(reset).await)
+            .expect("uri")
+            .connect_lazy();
+        let request = tonic::Request::new(RaftPayload { data: Vec::new() });
+        RaftClient::new(channel)
+            .vote(request)
+            .await
+            .expect_err("the connection breaks")
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_is_unreachable_and_a_refusal_by_the_peer_is_not() {
+        let closed = vote_status(false).await;
+        assert_eq!(closed.code(), tonic::Code::Cancelled, "{closed:?}");
+        assert!(is_unreachable(&closed));
+        // A reset comes back as Unknown, with the transport error inside.
+        let reset = vote_status(true).await;
+        assert_eq!(reset.code(), tonic::Code::Unknown, "{reset:?}");
+        assert!(is_unreachable(&reset), "{reset:?}");
+        assert!(is_unreachable(&tonic::Status::unavailable("down")));
+        assert!(is_unreachable(&tonic::Status::deadline_exceeded("slow")));
+        assert!(!is_unreachable(&tonic::Status::internal("the peer failed")));
+        assert!(!is_unreachable(&tonic::Status::unknown(
+            "the peer's own error"
+        )));
     }
 }
