@@ -238,7 +238,7 @@ mod tests {
                 if reset {
                     let mut buffer = [0u8; 4096];
                     let _ = stream.read(&mut buffer).await;
-                    let _ = stream.set_linger(Some(Duration::ZERO));
+                    let _ = stream.set_zero_linger();
                 }
                 drop(stream);
             }
