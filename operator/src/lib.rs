@@ -173,9 +173,11 @@ pub async fn run(
             kube::Error::Api(status) if status.is_not_found() => Error::CrdMissing(error),
             _ => Error::Unreachable(error),
         })?;
+    let mut injector_config = None;
     if let Some(setup) = config.injector.clone() {
         // Every replica serves the webhook, the Lease holder or not.
-        let cert = start_injector(&client, setup, &stopped).await?;
+        let (cert, injector) = start_injector(&client, setup, &stopped).await?;
+        injector_config = Some(injector);
         // Ready (so in the webhook Service) once there is a certificate to serve.
         while !cert.is_set() {
             tokio::select! {
@@ -222,11 +224,9 @@ pub async fn run(
     );
     let watchdog = config.injector.as_ref().and_then(|setup| {
         let interval = setup.watchdog_interval?;
-        let own = config
-            .leader_election
-            .as_ref()
-            .and_then(|e| e.lease_namespace.clone());
-        let own = own.unwrap_or_else(|| client.default_namespace().to_owned());
+        let injector = injector_config.clone()?;
+        // The operator's own namespace (the pod's, in a cluster), like the webhooks.
+        let own = client.default_namespace().to_owned();
         let excluded = inject::watchdog::SYSTEM_NAMESPACES
             .iter()
             .map(|n| (*n).to_owned());
@@ -234,6 +234,7 @@ pub async fn run(
             interval,
             max_evictions: setup.watchdog_max_evictions,
             excluded: excluded.chain([own]).collect(),
+            injector,
         };
         let sweeping = inject::watchdog::run(client.clone(), recorder.clone(), watchdog, stopped());
         Some(tokio::spawn(sweeping))
@@ -305,12 +306,13 @@ pub async fn run(
     Ok(())
 }
 
-/// Starts the injector webhook and the task that keeps its certificate; the certificate.
+/// Starts the injector webhook and the task that keeps its certificate; the certificate and
+/// the injector's settings.
 async fn start_injector<S, F>(
     client: &Client,
     setup: InjectorSetup,
     stopped: &S,
-) -> Result<Arc<inject::tls::ServingCert>, Error>
+) -> Result<(Arc<inject::tls::ServingCert>, Arc<inject::InjectorConfig>), Error>
 where
     S: Fn() -> F,
     F: Future<Output = ()> + Send + 'static,
@@ -333,7 +335,8 @@ where
             addr: setup.addr,
             source,
         })?;
-    let router = inject::webhook::router(Arc::new(injector));
+    let injector = Arc::new(injector);
+    let router = inject::webhook::router(injector.clone());
     let serving = inject::webhook::serve(listener, router, cert.clone(), stopped());
     tokio::spawn(async move {
         if let Err(error) = serving.await {
@@ -346,7 +349,7 @@ where
         cert.clone(),
         stopped(),
     ));
-    Ok(cert)
+    Ok((cert, injector))
 }
 
 /// Whether the API server runs native sidecars (init containers with `restartPolicy:

@@ -38,6 +38,20 @@ pub struct InjectorConfig {
     pub default_coordinator: Option<String>,
 }
 
+/// The sidecar a pod in `namespace` that came through `route` gets: `None` when it asked for
+/// none, an error when it asked but an annotation is unusable (the webhook refuses it).
+pub fn sidecar_settings(
+    route: Route,
+    pod: &Pod,
+    namespace: &str,
+    config: &InjectorConfig,
+) -> Result<Option<annotations::Settings>, annotations::AnnotationError> {
+    let wanted = annotations::wants_sidecar(route, pod)?;
+    wanted
+        .then(|| annotations::settings(pod, namespace, config))
+        .transpose()
+}
+
 /// The answer to one admission request: the pod unchanged, the pod with its sidecar, or a
 /// refusal naming the annotation that is wrong.
 pub fn review(
@@ -54,11 +68,7 @@ pub fn review(
         return response;
     }
     let namespace = request.namespace.as_deref().unwrap_or("default");
-    let settings = annotations::wants_sidecar(route, pod).and_then(|wanted| {
-        wanted
-            .then(|| annotations::settings(pod, namespace, config))
-            .transpose()
-    });
+    let settings = sidecar_settings(route, pod, namespace, config);
     let pod_name = pod
         .metadata
         .name

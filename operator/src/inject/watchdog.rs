@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Pod};
@@ -13,9 +14,8 @@ use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 
-use super::Route;
-use super::annotations::wants_sidecar;
 use super::patch::has_sidecar;
+use super::{InjectorConfig, Route, sidecar_settings};
 
 /// The namespace label that opts every pod in, or (`disabled`) keeps the injector out.
 pub const INJECTION_LABEL: &str = "txmesh.io/injection";
@@ -25,7 +25,7 @@ pub const SYSTEM_NAMESPACES: [&str; 3] = ["kube-system", "kube-public", "kube-no
 const PAGE: u32 = 500;
 
 /// How the watchdog sweeps.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WatchdogConfig {
     /// Time between sweeps.
     pub interval: Duration,
@@ -33,6 +33,8 @@ pub struct WatchdogConfig {
     pub max_evictions: usize,
     /// Namespaces the webhook excludes (the system ones and the operator's).
     pub excluded: BTreeSet<String>,
+    /// The injector's settings: a pod it would refuse is not evicted.
+    pub injector: Arc<InjectorConfig>,
 }
 
 /// What a sweep did.
@@ -51,7 +53,12 @@ pub struct Swept {
 
 /// Whether `pod` asked for the sidecar and runs without it. `labelled`: the namespaces
 /// labelled `txmesh.io/injection=enabled`; `excluded`: those the webhook never sees.
-pub fn lacks_sidecar(pod: &Pod, labelled: &BTreeSet<String>, excluded: &BTreeSet<String>) -> bool {
+pub fn lacks_sidecar(
+    pod: &Pod,
+    labelled: &BTreeSet<String>,
+    excluded: &BTreeSet<String>,
+    injector: &InjectorConfig,
+) -> bool {
     let namespace = pod.namespace().unwrap_or_default();
     let operators = pod
         .labels()
@@ -69,8 +76,11 @@ pub fn lacks_sidecar(pod: &Pod, labelled: &BTreeSet<String>, excluded: &BTreeSet
         true => Route::Namespace,
         false => Route::Pod,
     };
-    // A pod whose annotations the injector would refuse is better left running.
-    wants_sidecar(route, pod).unwrap_or(false)
+    // A pod the injector would refuse is better left running: evicted, it would not come back.
+    matches!(
+        sidecar_settings(route, pod, &namespace, injector),
+        Ok(Some(_))
+    )
 }
 
 /// Sweeps until `stopped` completes.
@@ -134,7 +144,7 @@ pub async fn sweep(
         for pod in page
             .items
             .iter()
-            .filter(|p| lacks_sidecar(p, &labelled, &excluded))
+            .filter(|p| lacks_sidecar(p, &labelled, &excluded, &config.injector))
         {
             act(client, recorder, config, pod, &mut swept).await?;
         }

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::mock_api::{self, ApiHandle, expect, fail, respond};
 
-/// A pod in `namespace` with `annotations`; owned by a ReplicaSet when `controlled`.
+/// A pod of application `orders` in `namespace` with `annotations`; owned by a ReplicaSet when
+/// `controlled`.
 fn pod(namespace: &str, name: &str, annotations: Value, controlled: bool) -> Value {
     let owners = match controlled {
         true => json!([{
@@ -18,7 +19,7 @@ fn pod(namespace: &str, name: &str, annotations: Value, controlled: bool) -> Val
     };
     json!({
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations,
-                     "ownerReferences": owners},
+                     "labels": {"app": "orders"}, "ownerReferences": owners},
         "spec": {"containers": [{"name": "app", "image": "orders:1"}]},
     })
 }
@@ -29,6 +30,16 @@ fn typed(value: &Value) -> Pod {
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+/// The injector's settings, with a default coordinator so that bare pods are injectable.
+fn injector() -> Arc<InjectorConfig> {
+    Arc::new(InjectorConfig {
+        sidecar_image: "txmesh/txmesh:0.1.0".into(),
+        native_sidecar: true,
+        resources: Default::default(),
+        default_coordinator: Some("txmesh/tc".into()),
+    })
 }
 
 #[test]
@@ -61,13 +72,23 @@ fn only_pods_that_asked_and_lack_the_sidecar_are_chosen() {
             pod("web", "unclear", json!({"txmesh.io/inject": "yes"}), true),
             false,
         ),
+        // The webhook would refuse it again: evicted, it would not come back.
+        (
+            pod(
+                "web",
+                "bad-port",
+                json!({"txmesh.io/inject": "true", "txmesh.io/grpc-port": "http"}),
+                true,
+            ),
+            false,
+        ),
         (injected, false),
         (coordinator, false),
         (leaving, false),
     ];
     for (pod, expected) in table {
         assert_eq!(
-            lacks_sidecar(&typed(&pod), &labelled, &excluded),
+            lacks_sidecar(&typed(&pod), &labelled, &excluded, &injector()),
             expected,
             "{}",
             pod["metadata"]["name"]
@@ -90,6 +111,7 @@ fn config(max_evictions: usize) -> WatchdogConfig {
         interval: Duration::from_secs(300),
         max_evictions,
         excluded: set(&["kube-system", "txmesh-system"]),
+        injector: injector(),
     }
 }
 
