@@ -1,10 +1,12 @@
 //! Coordinator and sidecar processes.
 
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// The `txmesh` binary built next to the test binary (`cargo test --workspace` builds it
@@ -24,10 +26,20 @@ pub fn txmesh_binary() -> PathBuf {
     binary
 }
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago and that no earlier call in this test process
+/// handed out. The kernel may give a port it just freed again (about once in 450 groups of
+/// nine), and a coordinator whose Seata port is another's Raft port looks started while it
+/// has already exited.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    listener.local_addr().expect("local addr").port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("local addr").port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A coordinator process with fixed loopback ports, so clients find it again after a restart.
@@ -192,12 +204,15 @@ impl CoordinatorProcess {
             .spawn()
             .expect("the coordinator starts");
         self.child = Some(child);
-        self.wait_until_listening();
+        self.wait_until_started();
     }
 
-    fn wait_until_listening(&mut self) {
+    /// Waits until this process answers on its admin port with its own node id, and accepts
+    /// Seata connections. The ports are bound before the node starts, so a bare connect could
+    /// succeed on a process about to fail its start.
+    fn wait_until_started(&mut self) {
         let deadline = Instant::now() + START_BOUND;
-        while TcpStream::connect(self.seata_addr()).is_err() {
+        while !(self.answers_as_itself() && TcpStream::connect(self.seata_addr()).is_ok()) {
             if let Some(child) = self.child.as_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
@@ -209,6 +224,13 @@ impl CoordinatorProcess {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Whether the admin API on this process's port reports this node's id.
+    fn answers_as_itself(&self) -> bool {
+        http_get(self.http_addr(), "/api/v1/cluster")
+            .and_then(|(_, body)| serde_json::from_str::<serde_json::Value>(&body).ok())
+            .is_some_and(|view| view["nodeId"] == self.node_id)
     }
 }
 
