@@ -10,7 +10,7 @@ FUZZ_CORPUS := fuzz/corpus/$(FUZZ_TARGET)
 RUSTFMT_COLOR := $(if $(filter never,$(CARGO_TERM_COLOR)),never,auto)
 
 .DEFAULT_GOAL := help
-.PHONY: help deps deps-libclang deps-python demo test chart-test soak lint fmt-check clippy build bench fuzz fuzz-corpus clean
+.PHONY: help deps deps-libclang deps-python demo test chart-test soak lint fmt-check clippy build image bench fuzz fuzz-corpus clean
 
 help:
 	@echo 'make demo    deps, then build in release mode and run txmesh demo (DEMO_ARGS=...)'
@@ -20,6 +20,7 @@ help:
 	@echo 'make soak    kill -9 the leader of a 3-node coordinator group 20 times under load'
 	@echo 'make lint    cargo fmt --check and clippy -D warnings'
 	@echo 'make build   cargo build --workspace'
+	@echo 'make image   build the container image with docker (IMAGE=..., default txmesh/txmesh:<version>)'
 	@echo 'make bench   the codec benchmark (results: docs/benchmarks.md)'
 	@echo 'make fuzz    fuzz the frame decoder for FUZZ_SECONDS (default 600) on nightly'
 	@echo 'make clean   remove build output (target/, fuzz/target/)'
@@ -129,6 +130,11 @@ clippy: deps
 
 build: deps
 	$(CARGO) build --workspace
+
+# The one container image (Dockerfile): coordinator, sidecar and operator. Needs a Docker engine.
+IMAGE ?= txmesh/txmesh:$(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+image:
+	docker build -t $(IMAGE) .
 
 bench:
 	$(CARGO) bench -p txmesh-seata --bench codec

@@ -799,6 +799,14 @@ def values_documented() -> None:
             node = node[key]
 
 
+def app_version_matches() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    workspace = (HERE.parent.parent / "Cargo.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', workspace, re.MULTILINE)
+    expect(version is not None, "Cargo.toml names the workspace version")
+    expect(chart["appVersion"] == version.group(1), f"appVersion {chart['appVersion']} != workspace version {version.group(1)}")
+
+
 def main() -> int:
     helm.disable_logging()
     print(f"chart test: {CHART} with helm-python-sdk {helm.__version__} (Helm {helm.helm_sdk_version()})")
@@ -819,6 +827,7 @@ def main() -> int:
         return validate(objects, "CRDs")
 
     check("crds", "kubernetes-validate --strict", crds)
+    check("chart", "appVersion is the workspace's version (the image tag make image builds)", app_version_matches)
     for case in CASES:
         good_case(case)
     for path in sorted(VALUES.glob("bad-*.yaml")):
