@@ -32,6 +32,8 @@ pub struct CoordinatorConfig {
     pub server: ServerTuning,
     /// Phase-two and recovery tuning.
     pub recovery: RecoveryTuning,
+    /// AT row-lock tuning.
+    pub locks: LockTuning,
     /// Raft tuning.
     pub raft: RaftTuning,
     /// The voters of a new group (this node included), by id. Empty: a single-voter group of
@@ -109,6 +111,7 @@ impl Default for CoordinatorConfig {
             console: ConsoleAccount::default(),
             server: ServerTuning::default(),
             recovery: RecoveryTuning::default(),
+            locks: LockTuning::default(),
             raft: RaftTuning::default(),
             peers: Vec::new(),
         }
@@ -214,6 +217,31 @@ impl Default for RecoveryTuning {
             undo_log_delete_period_ms: 86_400_000,
             undo_log_save_days: 7,
         }
+    }
+}
+
+/// AT row locks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockTuning {
+    /// How long a branch registration that finds its rows locked by a transaction going
+    /// forward waits on the leader for them to be freed before it is answered
+    /// `LockKeyConflict`; 0 answers at once, as Seata does (its clients poll every 10 ms
+    /// instead, so a hot row is handed over up to 10 ms late). Each of a client's lock retries
+    /// may wait this long: it adds to the client's own budget (Java: 30 tries, 10 ms apart).
+    pub wait_ms: u64,
+}
+
+impl Default for LockTuning {
+    fn default() -> Self {
+        Self { wait_ms: 10 }
+    }
+}
+
+impl LockTuning {
+    /// The wait.
+    pub fn wait(&self) -> Duration {
+        Duration::from_millis(self.wait_ms)
     }
 }
 

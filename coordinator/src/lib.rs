@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod config;
 pub mod drivers;
+mod lock_wait;
 pub mod membership;
 pub mod metrics;
 pub mod node;
@@ -85,6 +86,7 @@ impl Coordinator {
             node.clone(),
             phase_two.clone(),
             config.xid_address(),
+            config.locks.wait(),
         ));
         let (stop, stopped) = watch::channel(false);
         let (leading, serving) = watch::channel(false);

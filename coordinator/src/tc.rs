@@ -3,14 +3,15 @@
 //! becomes the Seata answer, with Seata's status and exception codes.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use txmesh_seata::message::*;
-use txmesh_seata::{GlobalStatus, Message, TransactionExceptionCode as Code};
+use txmesh_seata::{BranchType, GlobalStatus, Message, TransactionExceptionCode as Code};
 
 use crate::drivers::PhaseTwo;
+use crate::lock_wait::{LockWaits, Registration};
 use crate::node::{Node, ProposeError};
-use crate::state::{Command, Outcome, Rejection};
+use crate::state::{Command, Outcome, Rejection, row_keys};
 
 /// Who is asking: taken from the connection's registration, as Seata does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,7 @@ pub struct Caller {
 pub struct Tc {
     node: Arc<Node>,
     phase_two: Arc<PhaseTwo>,
+    lock_waits: LockWaits,
     xid_address: String,
 }
 
@@ -43,11 +45,18 @@ pub fn tx_id_of(xid: &str) -> Option<u64> {
 }
 
 impl Tc {
-    /// A coordinator writing XIDs as `xid_address:tx_id`.
-    pub fn new(node: Arc<Node>, phase_two: Arc<PhaseTwo>, xid_address: String) -> Self {
+    /// A coordinator writing XIDs as `xid_address:tx_id`, whose branch registrations wait at
+    /// most `lock_wait` for rows another transaction holds.
+    pub fn new(
+        node: Arc<Node>,
+        phase_two: Arc<PhaseTwo>,
+        xid_address: String,
+        lock_wait: Duration,
+    ) -> Self {
         Self {
             node,
             phase_two,
+            lock_waits: LockWaits::new(lock_wait),
             xid_address,
         }
     }
@@ -189,16 +198,20 @@ impl Tc {
         let Some(tx_id) = tx_id_of(&request.xid) else {
             return refused(not_exist(&request.xid));
         };
-        let refusal = self.node.state.read().tx.registration_refusal(
+        let keys = match request.branch_type {
+            BranchType::At => row_keys(&request.resource_id, &request.lock_key),
+            _ => Vec::new(),
+        };
+        let registration = Registration {
             tx_id,
-            request.branch_type,
-            &request.resource_id,
-            &request.lock_key,
-            &request.application_data,
-        );
-        if let Some(rejection) = refusal {
-            return refused(rejected(rejection));
-        }
+            branch_type: request.branch_type,
+            keys: &keys,
+            application_data: &request.application_data,
+        };
+        let claim = match self.lock_waits.admit(&self.node.state, &registration).await {
+            Ok(claim) => claim,
+            Err(rejection) => return refused(rejected(rejection)),
+        };
         let command = Command::RegisterBranch {
             tx_id,
             branch_type: request.branch_type,
@@ -209,10 +222,13 @@ impl Tc {
         };
         match self.node.propose(command).await {
             // Ids stay below 2^63 for the first 2^47 log entries.
-            Ok(Outcome::Registered { branch_id }) => BranchRegisterResponse {
-                result: TxResult::success(),
-                branch_id: branch_id as i64,
-            },
+            Ok(Outcome::Registered { branch_id }) => {
+                claim.taken();
+                BranchRegisterResponse {
+                    result: TxResult::success(),
+                    branch_id: branch_id as i64,
+                }
+            }
             Ok(Outcome::Rejected(rejection)) => refused(rejected(rejection)),
             Ok(other) => refused(unexpected(&other)),
             Err(error) => refused(propose_failure(&error, Code::BranchRegisterFailed)),

@@ -13,7 +13,7 @@ use common::{
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
-use txmesh_coordinator::config::RecoveryTuning;
+use txmesh_coordinator::config::{LockTuning, RecoveryTuning};
 use txmesh_coordinator::{Coordinator, CoordinatorConfig};
 use txmesh_seata::client::{
     BatchConfig, ClientConfig, NoResources, SeataClient, ServerRequestHandler,
@@ -29,7 +29,12 @@ struct Harness {
 }
 
 fn config(dir: &TempDir) -> CoordinatorConfig {
+    config_with(dir, LockTuning::default())
+}
+
+fn config_with(dir: &TempDir, locks: LockTuning) -> CoordinatorConfig {
     CoordinatorConfig {
+        locks,
         recovery: RecoveryTuning {
             retry_initial_ms: 50,
             retry_max_ms: 200,
@@ -42,8 +47,12 @@ fn config(dir: &TempDir) -> CoordinatorConfig {
 
 impl Harness {
     async fn start() -> Self {
+        Self::start_with(LockTuning::default()).await
+    }
+
+    async fn start_with(locks: LockTuning) -> Self {
         let dir = TempDir::new().expect("temp dir");
-        let coordinator = bounded(Coordinator::start(config(&dir)))
+        let coordinator = bounded(Coordinator::start(config_with(&dir, locks)))
             .await
             .expect("starts");
         assert!(coordinator.wait_until_leading(BOUND).await, "leads");
@@ -286,6 +295,30 @@ async fn row_locks_conflict_name_the_holder_reenter_and_release() {
     assert_eq!(rollback(&tm, &holder).await, GlobalStatus::Rollbacked);
     assert!(query(other.clone()).await, "released by the rollback");
     branch(&rm, &other, BranchType::At, "jdbc:db", "account:3").await;
+}
+
+#[tokio::test]
+async fn a_registration_waits_for_its_row_and_takes_it_when_the_holder_commits() {
+    let harness = Harness::start_with(LockTuning { wait_ms: 5_000 }).await;
+    let tm = harness.tm().await;
+    let (handler, _seen) = Rm::recording();
+    let rm = harness.rm(&["jdbc:db"], handler).await;
+    let holder = begin(&tm, 60_000).await;
+    branch(&rm, &holder, BranchType::At, "jdbc:db", "account:1").await;
+
+    let waiter = begin(&tm, 60_000).await;
+    let waiting = tokio::spawn({
+        let (rm, waiter) = (rm.clone(), waiter.clone());
+        async move { register(&rm, &waiter, BranchType::At, "jdbc:db", "account:1").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!waiting.is_finished(), "the row is held: the registration waits");
+    assert_eq!(commit(&tm, &holder).await, GlobalStatus::Committed);
+    let registered = bounded(waiting).await.expect("joins");
+    assert!(
+        registered.result.is_success() && registered.branch_id > 0,
+        "the freed row goes to the waiter: {registered:?}"
+    );
 }
 
 #[tokio::test]

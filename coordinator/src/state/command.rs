@@ -104,6 +104,18 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// Whether applying it may free a row lock or turn a lock holder to rollback: what a
+    /// registration waiting on a lock looks at again. Beginning, registering and phase-one
+    /// reports do neither.
+    pub fn may_release_locks(&self) -> bool {
+        !matches!(
+            self,
+            Command::Begin { .. } | Command::RegisterBranch { .. } | Command::ReportBranch { .. }
+        )
+    }
+}
+
 /// What applying a command produced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {

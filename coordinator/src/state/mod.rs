@@ -199,6 +199,21 @@ impl TxState {
         lock_key: &str,
         application_data: &str,
     ) -> Option<Rejection> {
+        let keys = match branch_type {
+            BranchType::At => row_keys(resource_id, lock_key),
+            _ => Vec::new(),
+        };
+        self.refusal_for_rows(tx_id, branch_type, &keys, application_data)
+    }
+
+    /// [`TxState::registration_refusal`] with the branch's row keys already split.
+    pub fn refusal_for_rows(
+        &self,
+        tx_id: u64,
+        branch_type: BranchType,
+        keys: &[String],
+        application_data: &str,
+    ) -> Option<Rejection> {
         let Some(session) = self.sessions.get(&tx_id) else {
             let message = format!("global transaction {tx_id} does not exist");
             return Some(Rejection::new(Code::GlobalTransactionNotExist, message));
@@ -214,7 +229,25 @@ impl TxState {
         if branch_type != BranchType::At {
             return None;
         }
-        self.lock_conflict(tx_id, &row_keys(resource_id, lock_key), application_data)
+        self.lock_conflict(tx_id, keys, application_data)
+    }
+
+    /// Whether waiting could get `tx_id` these rows: another transaction holds one, and every
+    /// holder is still `Begin`, so its decision will free them. A holder rolling back is not
+    /// waited for (its undo may need the row the requester holds in its local database
+    /// transaction), nor one that failed and keeps its rows for an operator.
+    pub fn lock_wait_helps(&self, tx_id: u64, keys: &[String]) -> bool {
+        let mut held = false;
+        for key in keys {
+            let Some(owner) = self.locks.owner(key).filter(|o| o.tx_id != tx_id) else {
+                continue;
+            };
+            match self.sessions.get(&owner.tx_id).map(|s| s.status) {
+                Some(GlobalStatus::Begin) => held = true,
+                _ => return false,
+            }
+        }
+        held
     }
 
     fn register(&mut self, tx_id: u64, mut branch: BranchSession) -> Outcome {

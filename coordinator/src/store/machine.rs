@@ -12,13 +12,14 @@ use openraft::{
 };
 use rocksdb::DB;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::{CF_SNAPSHOT, OpenError, cf, decode, encode};
 use crate::metrics::{Metrics, StatusBefore};
 use crate::raft::{
     Applied, Entry, LogId, NodeId, Proposal, StorageError, StoredMembership, TypeConfig, command_id,
 };
-use crate::state::TxState;
+use crate::state::{Command, TxState};
 
 const CURRENT: &[u8] = b"current";
 
@@ -34,22 +35,48 @@ pub struct AppliedState {
 }
 
 /// The applied state, shared between the state machine (writer) and its readers.
-#[derive(Debug, Default)]
-pub struct SharedState(RwLock<AppliedState>);
+#[derive(Debug)]
+pub struct SharedState {
+    state: RwLock<AppliedState>,
+    /// Counts applied changes that may have freed a row lock (see
+    /// [`Command::may_release_locks`](crate::state::Command::may_release_locks)): registrations
+    /// waiting on a lock watch it.
+    lock_changes: watch::Sender<u64>,
+}
 
 impl SharedState {
+    /// Shares `state`.
+    pub(crate) fn new(state: AppliedState) -> Self {
+        Self {
+            state: RwLock::new(state),
+            lock_changes: watch::Sender::new(0),
+        }
+    }
+
     /// Reads the state. A poisoned lock means a panic during apply; the state is still the
     /// last one fully applied or partly applied, and readers only report it.
     pub fn read(&self) -> RwLockReadGuard<'_, AppliedState> {
-        self.0
+        self.state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, AppliedState> {
-        self.0
+    /// Writes the state: the state machine applies, tests set up.
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, AppliedState> {
+        self.state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A receiver that sees every lock change from now on: take it before reading the state,
+    /// then wait on it, and no change in between is missed.
+    pub fn lock_changes(&self) -> watch::Receiver<u64> {
+        self.lock_changes.subscribe()
+    }
+
+    /// Wakes whoever waits on [`SharedState::lock_changes`].
+    pub fn note_lock_change(&self) {
+        self.lock_changes.send_modify(|changes| *changes += 1);
     }
 }
 
@@ -83,7 +110,7 @@ impl StateMachineStore {
             state = decode(&stored.data).map_err(|e| OpenError::Snapshot(e.to_string()))?;
         }
         Ok(Self {
-            state: Arc::new(SharedState(RwLock::new(state))),
+            state: Arc::new(SharedState::new(state)),
             db,
             snapshots_built: Arc::default(),
             metrics,
@@ -131,6 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let mut state = self.state.write();
         let entries = entries.into_iter();
         let mut outcomes = Vec::with_capacity(entries.size_hint().0);
+        let mut lock_change = false;
         for entry in entries {
             state.last_applied = Some(entry.log_id);
             let applied = match entry.payload {
@@ -138,6 +166,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 EntryPayload::Normal(Proposal(commands)) => {
                     let index = entry.log_id.index;
                     let counted = Some(index) > self.replayed_until;
+                    lock_change |= commands.iter().any(Command::may_release_locks);
                     let commands = commands.into_iter().enumerate();
                     commands
                         .map(|(position, command)| {
@@ -156,6 +185,10 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 }
             };
             outcomes.push(Applied(applied));
+        }
+        drop(state);
+        if lock_change {
+            self.state.note_lock_change();
         }
         Ok(outcomes)
     }
@@ -190,6 +223,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         )
         .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), e))?;
         *self.state.write() = installed;
+        self.state.note_lock_change();
         Ok(())
     }
 
