@@ -312,7 +312,10 @@ async fn a_registration_waits_for_its_row_and_takes_it_when_the_holder_commits()
         async move { register(&rm, &waiter, BranchType::At, "jdbc:db", "account:1").await }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(!waiting.is_finished(), "the row is held: the registration waits");
+    assert!(
+        !waiting.is_finished(),
+        "the row is held: the registration waits"
+    );
     assert_eq!(commit(&tm, &holder).await, GlobalStatus::Committed);
     let registered = bounded(waiting).await.expect("joins");
     assert!(

@@ -397,6 +397,17 @@ pub struct TransactionDefaults {
     #[serde(default = "default_undo_log_delete_period_ms")]
     #[schemars(range(min = 1))]
     pub undo_log_delete_period_ms: i64,
+
+    /// AT mode: how long a branch registration whose rows another transaction holds waits
+    /// for them before it is answered LockKeyConflict; 0 answers at once, as Seata does. It
+    /// adds to each of the client's lock retries.
+    #[serde(default = "default_lock_wait_ms")]
+    #[schemars(range(min = 0, max = 60000))]
+    pub lock_wait_ms: i64,
+}
+
+fn default_lock_wait_ms() -> i64 {
+    10
 }
 
 fn default_undo_log_save_days() -> i32 {
@@ -414,6 +425,7 @@ impl Default for TransactionDefaults {
             max_rollback_retry_ms: None,
             undo_log_save_days: default_undo_log_save_days(),
             undo_log_delete_period_ms: default_undo_log_delete_period_ms(),
+            lock_wait_ms: default_lock_wait_ms(),
         }
     }
 }

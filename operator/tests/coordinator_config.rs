@@ -25,6 +25,7 @@ fn default_tuning_is_the_coordinators_default() {
     let defaults = CoordinatorConfig::default();
     assert_eq!(config.server, defaults.server);
     assert_eq!(config.recovery, defaults.recovery);
+    assert_eq!(config.locks, defaults.locks);
     assert_eq!(config.raft, defaults.raft);
     assert_eq!(config.seata_addr, defaults.seata_addr);
     assert_eq!(config.raft_addr, defaults.raft_addr);

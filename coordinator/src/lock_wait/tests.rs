@@ -67,7 +67,10 @@ impl Leader {
             application_data: String::new(),
             client_id: "shop:127.0.0.1:4000".into(),
         });
-        assert!(matches!(registered, Outcome::Registered { .. }), "{registered:?}");
+        assert!(
+            matches!(registered, Outcome::Registered { .. }),
+            "{registered:?}"
+        );
         tx_id
     }
 
@@ -103,7 +106,10 @@ async fn a_waiting_registration_gets_the_row_when_its_holder_commits() {
         async move { leader.admit(waiter, "t:1", "").await }
     });
     tokio::time::sleep(Duration::from_millis(3)).await;
-    assert!(!admitted.is_finished(), "it waits while the holder is Begin");
+    assert!(
+        !admitted.is_finished(),
+        "it waits while the holder is Begin"
+    );
     leader.apply(Command::Commit {
         tx_id: holder,
         now_ms: 1,

@@ -30,6 +30,7 @@ struct CoordinatorToml<'a> {
     http_addr: String,
     server: ServerToml,
     recovery: RecoveryToml,
+    locks: LocksToml,
     raft: RaftToml<'a>,
     peers: Vec<PeerToml>,
 }
@@ -52,6 +53,12 @@ struct RecoveryToml {
     max_rollback_retry_ms: Option<i64>,
     undo_log_delete_period_ms: i64,
     undo_log_save_days: i32,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "kebab-case")]
+struct LocksToml {
+    wait_ms: i64,
 }
 
 #[derive(Serialize)]
@@ -101,6 +108,9 @@ pub(super) fn coordinator_toml(target: &Target, replicas: i32) -> Result<String,
             max_rollback_retry_ms: spec.transactions.max_rollback_retry_ms,
             undo_log_delete_period_ms: spec.transactions.undo_log_delete_period_ms,
             undo_log_save_days: spec.transactions.undo_log_save_days,
+        },
+        locks: LocksToml {
+            wait_ms: spec.transactions.lock_wait_ms,
         },
         raft: RaftToml {
             heartbeat_ms: spec.raft.heartbeat_ms,
