@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
-use txmesh_seata::Message;
 use txmesh_seata::client::{ClientConfig, ClientError, SeataClient, ServerRequestHandler};
+use txmesh_seata::{Message, TransactionExceptionCode};
 
 /// Which registration a peer makes.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct Peer<H> {
 #[derive(Default)]
 struct Current {
     client: Option<SeataClient>,
+    /// Counts connections made, so a failure seen on an older one does not drop a newer one.
+    generation: u64,
     /// The address to try first on the next connect.
     next: usize,
 }
@@ -50,40 +52,49 @@ impl<H: ServerRequestHandler> Peer<H> {
         }
     }
 
-    /// Sends a request over a live connection; `None` when there is none, it broke or the
-    /// answer did not come in time. A coordinator that does not answer in time may be cut
-    /// off from its group, so the next call goes to the next address.
+    /// Sends a request over a live connection; `None` when there is none, it broke, the
+    /// answer did not come in time or said `NotRaftLeader`. A coordinator that does not lead,
+    /// or does not answer in time (it may be cut off from its group), is left: the next call
+    /// goes to the next address.
     pub async fn call(&self, request: Message) -> Option<Message> {
-        let client = self.client().await.ok()?;
+        let (client, generation) = self.client().await.ok()?;
         match client.call(request).await {
+            Ok(answer) if is_not_leader(&answer) => {
+                self.leave(generation).await;
+                None
+            }
             Ok(answer) => Some(answer),
             Err(ClientError::Timeout(_)) => {
-                self.reset().await;
+                self.leave(generation).await;
                 None
             }
             Err(_) => None,
         }
     }
 
-    /// Drops the current connection (its coordinator does not lead); the next one goes to
-    /// the next address.
-    pub async fn reset(&self) {
+    /// Drops connection `generation` if it is still the current one, so that the next call
+    /// goes to the next address. Calls in flight on it fail one after another: only the
+    /// first of them moves on, the others must not drop the connection it made since.
+    async fn leave(&self, generation: u64) {
         let mut current = self.current.lock().await;
+        if current.generation != generation {
+            return;
+        }
         if let Some(client) = current.client.take() {
             client.close();
             current.next += 1;
         }
     }
 
-    /// A live, registered connection: the current one, or a new one.
-    pub async fn client(&self) -> Result<SeataClient, ClientError> {
+    /// A live, registered connection (the current one, or a new one) and its generation.
+    async fn client(&self) -> Result<(SeataClient, u64), ClientError> {
         let mut current = self.current.lock().await;
         if let Some(client) = current
             .client
             .as_ref()
             .filter(|c| c.close_reason().is_none())
         {
-            return Ok(client.clone());
+            return Ok((client.clone(), current.generation));
         }
         let deadline = Instant::now() + RECONNECT_BOUND;
         loop {
@@ -92,8 +103,9 @@ impl<H: ServerRequestHandler> Peer<H> {
             match self.connect(&self.addrs[index]).await {
                 Ok(client) => {
                     current.next = index;
+                    current.generation += 1;
                     current.client = Some(client.clone());
-                    return Ok(client);
+                    return Ok((client, current.generation));
                 }
                 Err(error) if Instant::now() >= deadline => return Err(error),
                 // Restarting, or not the leader: try the next address shortly.
@@ -110,4 +122,11 @@ impl<H: ServerRequestHandler> Peer<H> {
         }
         Ok(client)
     }
+}
+
+/// Whether a coordinator answered that it does not lead.
+fn is_not_leader(answer: &Message) -> bool {
+    answer
+        .tx_result()
+        .is_some_and(|result| result.exception_code == TransactionExceptionCode::NotRaftLeader)
 }

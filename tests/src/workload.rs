@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use txmesh_seata::client::{ClientConfig, NoResources, ServerRequestHandler};
 use txmesh_seata::message::*;
-use txmesh_seata::{
-    BranchStatus, BranchType, GlobalStatus, Message, TransactionExceptionCode as Code,
-};
+use txmesh_seata::{BranchStatus, BranchType, GlobalStatus, Message};
 
 use crate::{Peer, Role};
 
@@ -128,12 +126,6 @@ impl Running {
     }
 }
 
-/// The exception code of a failed answer.
-fn failure_code(answer: &Message) -> Option<Code> {
-    let result = answer.tx_result()?;
-    (!result.is_success()).then_some(result.exception_code)
-}
-
 fn is_final(status: GlobalStatus) -> bool {
     matches!(
         status,
@@ -215,18 +207,10 @@ impl Workload {
 
     /// One call; `None` when it was not answered (connection lost, not the leader).
     async fn call(&self, to_rm: bool, request: Message) -> Option<Message> {
-        let answer = match to_rm {
-            true => self.rm.call(request).await?,
-            false => self.tm.call(request).await?,
-        };
-        if failure_code(&answer) == Some(Code::NotRaftLeader) {
-            match to_rm {
-                true => self.rm.reset().await,
-                false => self.tm.reset().await,
-            }
-            return None;
+        match to_rm {
+            true => self.rm.call(request).await,
+            false => self.tm.call(request).await,
         }
-        Some(answer)
     }
 
     /// One transaction: begin, up to two branches, then commit or roll back. Any step may
