@@ -7,9 +7,16 @@
 //! retry as they would with Seata. While an AT registration is being replicated its rows are
 //! claimed here, so another transaction's registration for them waits (or is refused) instead
 //! of going to the log only to be refused when applied.
+//!
+//! Waiting makes deadlocks visible: when T1 holds row a and waits for b while T2 holds b and
+//! waits for a, neither can win, and with polling both spent every retry before one rolled
+//! back. A registration whose wait would close such a cycle is refused at once with
+//! `LockKeyConflictFailFast`, which ends its client's retries, so its transaction rolls back
+//! and the others go on.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -18,11 +25,27 @@ use txmesh_seata::{BranchType, TransactionExceptionCode as Code};
 use crate::state::Rejection;
 use crate::store::SharedState;
 
-/// The rows of AT registrations being replicated, and how long a registration may wait.
+/// The rows of AT registrations being replicated, who waits for whom, and how long a
+/// registration may wait.
 pub struct LockWaits {
     /// Row key → the transaction whose registration of it is in the log's queue.
     claims: Mutex<HashMap<String, u64>>,
+    /// Waiting registration → (its transaction, the transactions it waits for).
+    waiting: Mutex<HashMap<u64, (u64, Vec<u64>)>>,
+    next_waiter: AtomicU64,
     wait: Duration,
+}
+
+/// A registration's place in the wait-for graph, taken out when it stops waiting.
+struct Waiting<'w> {
+    waits: &'w LockWaits,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        lock(&self.waits.waiting).remove(&self.id);
+    }
 }
 
 /// A registration, as the lock check needs it.
@@ -59,7 +82,7 @@ impl Drop for Claim<'_> {
         if self.keys.is_empty() {
             return;
         }
-        let mut claims = self.waits.claims();
+        let mut claims = lock(&self.waits.claims);
         for key in &self.keys {
             claims.remove(key);
         }
@@ -70,10 +93,11 @@ impl Drop for Claim<'_> {
     }
 }
 
-/// Why a registration is not admitted now, and whether waiting may change that.
+/// Why a registration is not admitted now, and the transactions it would wait for, if
+/// waiting may change that.
 struct NotNow {
     rejection: Rejection,
-    may_wait: bool,
+    wait_for: Option<Vec<u64>>,
 }
 
 impl LockWaits {
@@ -81,35 +105,81 @@ impl LockWaits {
     pub fn new(wait: Duration) -> Self {
         Self {
             claims: Mutex::default(),
+            waiting: Mutex::default(),
+            next_waiter: AtomicU64::new(0),
             wait,
         }
     }
 
     /// Admits `registration` with its rows claimed, waiting while they are held by a
     /// transaction that is still `Begin` (or claimed by one being registered), at most the
-    /// configured wait. Anything else that refuses a registration refuses it at once.
+    /// configured wait, unless that wait would close a deadlock. Anything else that refuses a
+    /// registration refuses it at once.
     pub async fn admit<'w>(
         &'w self,
         state: &'w SharedState,
         registration: &Registration<'_>,
     ) -> Result<Claim<'w>, Rejection> {
         let deadline = Instant::now() + self.wait;
+        let mut waiting = None;
         loop {
             // Subscribed before the check, so a change between the two is not missed.
             let mut changes = state.lock_changes();
-            let not_now = match self.try_claim(state, registration) {
+            let (rejection, holders) = match self.try_claim(state, registration) {
                 Ok(claim) => return Ok(claim),
                 Err(NotNow {
                     rejection,
-                    may_wait: true,
-                }) => rejection,
+                    wait_for: Some(holders),
+                }) if !self.wait.is_zero() => (rejection, holders),
                 Err(NotNow { rejection, .. }) => return Err(rejection),
             };
+            let id = waiting
+                .get_or_insert_with(|| Waiting {
+                    waits: self,
+                    id: self.next_waiter.fetch_add(1, Ordering::Relaxed),
+                })
+                .id;
+            if let Some(deadlock) = self.wait_for(id, registration.tx_id, holders) {
+                return Err(deadlock);
+            }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) | Err(_) => return Err(not_now),
+                Ok(Err(_)) | Err(_) => return Err(rejection),
             }
         }
+    }
+
+    /// Records that waiting registration `id` of `tx_id` waits for `holders`, unless one of
+    /// them waits, directly or through others, for `tx_id`: then the refusal that breaks the
+    /// deadlock. Checked and recorded under one lock, so of two registrations closing a cycle
+    /// at the same moment the second sees the first.
+    fn wait_for(&self, id: u64, tx_id: u64, holders: Vec<u64>) -> Option<Rejection> {
+        let mut waiting = lock(&self.waiting);
+        let mut reached = holders.clone();
+        let mut next = 0;
+        while let Some(&tx) = reached.get(next) {
+            if tx == tx_id {
+                waiting.remove(&id);
+                let message = format!(
+                    "deadlock: global transaction {tx_id} would wait for {holders:?}, which \
+                     wait for it; this registration is refused so that the others can finish"
+                );
+                return Some(Rejection::new(Code::LockKeyConflictFailFast, message));
+            }
+            for (waiter, waited_for) in waiting.values() {
+                if *waiter != tx {
+                    continue;
+                }
+                for &further in waited_for {
+                    if !reached.contains(&further) {
+                        reached.push(further);
+                    }
+                }
+            }
+            next += 1;
+        }
+        waiting.insert(id, (tx_id, holders));
+        None
     }
 
     fn try_claim<'w>(
@@ -129,14 +199,16 @@ impl LockWaits {
                 .tx
                 .refusal_for_rows(tx_id, branch_type, keys, application_data)
         {
-            let may_wait =
-                rejection.code == Code::LockKeyConflict && applied.tx.lock_wait_helps(tx_id, keys);
+            let wait_for = match rejection.code {
+                Code::LockKeyConflict => applied.tx.lock_holders_to_wait_for(tx_id, keys),
+                _ => None,
+            };
             return Err(NotNow {
                 rejection,
-                may_wait,
+                wait_for,
             });
         }
-        let mut claims = self.claims();
+        let mut claims = lock(&self.claims);
         let claimed_by_other = keys.iter().find_map(|key| {
             let holder = *claims.get(key)?;
             (holder != tx_id).then_some((key, holder))
@@ -146,7 +218,7 @@ impl LockWaits {
                 format!("global lock on {key} is being taken by global transaction {holder}");
             return Err(NotNow {
                 rejection: Rejection::new(Code::LockKeyConflict, message),
-                may_wait: true,
+                wait_for: Some(vec![holder]),
             });
         }
         let mut mine = Vec::new();
@@ -163,10 +235,11 @@ impl LockWaits {
             taken: false,
         })
     }
+}
 
-    fn claims(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
-        self.claims.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+/// Locks a mutex; a panic elsewhere leaves the maps usable.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ pub struct Report {
     pub latency_ms: LatencyMs,
     /// `LockKeyConflict` answers (each retry counts).
     pub lock_conflicts: u64,
-    /// Transactions rolled back because their rows stayed locked.
+    /// Transactions rolled back because their rows stayed locked (or a deadlock was broken).
     pub rolled_back: u64,
     /// Failed transactions.
     pub errors: u64,

@@ -97,7 +97,8 @@ pub struct Outcome {
 pub enum End {
     /// The commit answer said `Committed`.
     Committed,
-    /// Rolled back because a branch's rows stayed locked through every retry.
+    /// Rolled back because a branch's rows stayed locked through every retry, or the
+    /// coordinator refused to let it wait (a deadlock).
     RolledBack,
     /// Something else happened; the text names the step and the cause.
     Failed(String),
@@ -171,7 +172,8 @@ impl Worker {
         }
     }
 
-    /// Registers a branch, retrying while its rows are locked; `false` if they stayed locked.
+    /// Registers a branch, retrying while its rows are locked; `false` if they stayed locked
+    /// or the coordinator said to stop trying.
     async fn register(
         &self,
         xid: &str,
@@ -197,10 +199,15 @@ impl Worker {
             if answer.is_success() {
                 return Ok(true);
             }
-            if answer.exception_code != TransactionExceptionCode::LockKeyConflict {
-                return Err(format!("register: {}", failure(&answer)));
+            match answer.exception_code {
+                TransactionExceptionCode::LockKeyConflict => *lock_conflicts += 1,
+                // A Java RM stops retrying at once (a holder rolling back, or a deadlock).
+                TransactionExceptionCode::LockKeyConflictFailFast => {
+                    *lock_conflicts += 1;
+                    return Ok(false);
+                }
+                _ => return Err(format!("register: {}", failure(&answer))),
             }
-            *lock_conflicts += 1;
         }
         Ok(false)
     }

@@ -58,12 +58,17 @@ impl Leader {
 
     /// A transaction holding row `t:1` through an applied AT branch.
     fn holder(&self) -> u64 {
+        self.holding("t:1")
+    }
+
+    /// A transaction holding the rows of `lock_key` through an applied AT branch.
+    fn holding(&self, lock_key: &str) -> u64 {
         let tx_id = self.begin();
         let registered = self.apply(Command::RegisterBranch {
             tx_id,
             branch_type: BranchType::At,
             resource_id: "db".into(),
-            lock_key: "t:1".into(),
+            lock_key: lock_key.into(),
             application_data: String::new(),
             client_id: "shop:127.0.0.1:4000".into(),
         });
@@ -72,6 +77,16 @@ impl Leader {
             "{registered:?}"
         );
         tx_id
+    }
+
+    /// Starts an admission of `lock_key` for `tx_id` in the background.
+    fn admit_later(
+        self: &Arc<Self>,
+        tx_id: u64,
+        lock_key: &'static str,
+    ) -> tokio::task::JoinHandle<Result<Vec<String>, Rejection>> {
+        let leader = self.clone();
+        tokio::spawn(async move { leader.admit(tx_id, lock_key, "").await })
     }
 
     /// Admits an AT registration of `lock_key` for `tx_id`; `Ok` holds the rows it claimed.
@@ -244,4 +259,75 @@ async fn branches_that_lock_nothing_are_not_held_up() {
         .await
         .expect("a TCC branch takes no rows");
     assert!(claim.keys.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_that_would_close_a_deadlock_is_refused_at_once() {
+    let leader = Leader::new(Duration::from_secs(5));
+    let (first, second) = (leader.holding("t:1"), leader.holding("t:2"));
+    let first_waits = leader.admit_later(first, "t:2");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+
+    let started = Instant::now();
+    let refused = leader.admit(second, "t:1", "").await.expect_err("refused");
+    assert_eq!(started.elapsed(), Duration::ZERO, "no wait");
+    assert_eq!(
+        refused.code,
+        Code::LockKeyConflictFailFast,
+        "ends the client's retries, so its transaction rolls back"
+    );
+    assert!(refused.message.contains("deadlock"), "{}", refused.message);
+    assert!(!first_waits.is_finished(), "the other one goes on waiting");
+
+    // The victim rolls back: a holder rolling back is not waited for (the survivor retries
+    // as a client does), and once its branch is undone the row is free.
+    leader.apply(Command::Rollback { tx_id: second });
+    let refused_while_undoing = first_waits.await.expect("joins");
+    assert_eq!(
+        refused_while_undoing.map_err(|r| r.code),
+        Err(Code::LockKeyConflict)
+    );
+    leader.apply(Command::BranchesDone {
+        tx_id: second,
+        results: vec![(second + 1, txmesh_seata::BranchStatus::PhaseTwoRollbacked)],
+    });
+    assert_eq!(
+        leader.admit(first, "t:2", "").await.map_err(|r| r.code),
+        Ok(vec!["db^^^t^^^2".to_owned()])
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cycle_through_several_transactions_is_found() {
+    let leader = Leader::new(Duration::from_secs(5));
+    let (a, b, c) = (
+        leader.holding("t:1"),
+        leader.holding("t:2"),
+        leader.holding("t:3"),
+    );
+    let a_waits = leader.admit_later(a, "t:2");
+    let b_waits = leader.admit_later(b, "t:3");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let refused = leader.admit(c, "t:1", "").await.expect_err("refused");
+    assert_eq!(refused.code, Code::LockKeyConflictFailFast);
+    assert!(!a_waits.is_finished() && !b_waits.is_finished());
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_waiter_is_no_deadlock() {
+    let leader = Leader::new(WAIT);
+    let (a, _b) = (leader.holding("t:1"), leader.holding("t:2"));
+    let a_waits = leader.admit_later(a, "t:2");
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let c = leader.begin();
+    let refused = leader.admit(c, "t:1", "").await.expect_err("refused");
+    assert_eq!(
+        refused.code,
+        Code::LockKeyConflict,
+        "c waits for a, which waits for b: a chain, not a cycle"
+    );
+    assert_eq!(
+        a_waits.await.expect("joins").map_err(|r| r.code),
+        Err(Code::LockKeyConflict)
+    );
 }

@@ -232,22 +232,26 @@ impl TxState {
         self.lock_conflict(tx_id, keys, application_data)
     }
 
-    /// Whether waiting could get `tx_id` these rows: another transaction holds one, and every
-    /// holder is still `Begin`, so its decision will free them. A holder rolling back is not
-    /// waited for (its undo may need the row the requester holds in its local database
-    /// transaction), nor one that failed and keeps its rows for an operator.
-    pub fn lock_wait_helps(&self, tx_id: u64, keys: &[String]) -> bool {
-        let mut held = false;
+    /// The transactions `tx_id` would wait for to get these rows: those holding one, if every
+    /// such holder is still `Begin`, so that its decision will free them. `None` when waiting
+    /// cannot help: no row is held by another, or a holder is rolling back (its undo may need
+    /// the row the requester holds in its local database transaction) or failed and keeps its
+    /// rows for an operator.
+    pub fn lock_holders_to_wait_for(&self, tx_id: u64, keys: &[String]) -> Option<Vec<u64>> {
+        let mut holders = Vec::new();
         for key in keys {
             let Some(owner) = self.locks.owner(key).filter(|o| o.tx_id != tx_id) else {
                 continue;
             };
             match self.sessions.get(&owner.tx_id).map(|s| s.status) {
-                Some(GlobalStatus::Begin) => held = true,
-                _ => return false,
+                Some(GlobalStatus::Begin) if !holders.contains(&owner.tx_id) => {
+                    holders.push(owner.tx_id)
+                }
+                Some(GlobalStatus::Begin) => {}
+                _ => return None,
             }
         }
-        held
+        (!holders.is_empty()).then_some(holders)
     }
 
     fn register(&mut self, tx_id: u64, mut branch: BranchSession) -> Outcome {
