@@ -325,6 +325,48 @@ async fn a_registration_waits_for_its_row_and_takes_it_when_the_holder_commits()
 }
 
 #[tokio::test]
+async fn a_registration_that_would_deadlock_is_told_to_stop_retrying() {
+    let harness = Harness::start_with(LockTuning { wait_ms: 5_000 }).await;
+    let tm = harness.tm().await;
+    let (handler, _seen) = Rm::recording();
+    let rm = harness.rm(&["jdbc:db"], handler).await;
+    let (first, second) = (begin(&tm, 60_000).await, begin(&tm, 60_000).await);
+    branch(&rm, &first, BranchType::At, "jdbc:db", "account:1").await;
+    branch(&rm, &second, BranchType::At, "jdbc:db", "account:2").await;
+
+    let first_waits = tokio::spawn({
+        let (rm, first) = (rm.clone(), first.clone());
+        async move { register(&rm, &first, BranchType::At, "jdbc:db", "account:2").await }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = bounded(register(
+        &rm,
+        &second,
+        BranchType::At,
+        "jdbc:db",
+        "account:1",
+    ))
+    .await;
+    assert_eq!(
+        refused.result.exception_code,
+        Code::LockKeyConflictFailFast,
+        "{refused:?}"
+    );
+    assert!(refused.result.msg.contains("deadlock"), "{refused:?}");
+
+    // Its TM rolls back. The survivor's wait ends as the victim starts rolling back (not
+    // waited for: a plain conflict, and its client retries), or, if it looks only after the
+    // undo, with the row; either way the row is its own afterwards.
+    assert_eq!(rollback(&tm, &second).await, GlobalStatus::Rollbacked);
+    let waited = bounded(first_waits).await.expect("joins").result;
+    assert!(
+        waited.is_success() || waited.exception_code == Code::LockKeyConflict,
+        "{waited:?}"
+    );
+    branch(&rm, &first, BranchType::At, "jdbc:db", "account:2").await;
+}
+
+#[tokio::test]
 async fn a_failed_phase_one_branch_is_skipped_by_the_rollback() {
     let harness = Harness::start().await;
     let tm = harness.tm().await;
