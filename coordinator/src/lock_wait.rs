@@ -16,18 +16,23 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 use txmesh_seata::{BranchType, TransactionExceptionCode as Code};
 
+use crate::metrics::Metrics;
 use crate::state::Rejection;
 use crate::store::SharedState;
+
+/// How a refusal that breaks a deadlock begins.
+const DEADLOCK: &str = "deadlock";
 
 /// The rows of AT registrations being replicated, who waits for whom, and how long a
 /// registration may wait.
 pub struct LockWaits {
+    metrics: Arc<Metrics>,
     /// Row key → the transaction whose registration of it is in the log's queue.
     claims: Mutex<HashMap<String, u64>>,
     /// Waiting registration → (its transaction, the transactions it waits for).
@@ -101,9 +106,11 @@ struct NotNow {
 }
 
 impl LockWaits {
-    /// Registrations wait at most `wait` for their rows; zero refuses at once.
-    pub fn new(wait: Duration) -> Self {
+    /// Registrations wait at most `wait` for their rows; zero refuses at once. Waits and
+    /// refusals are counted in `metrics`.
+    pub fn new(wait: Duration, metrics: Arc<Metrics>) -> Self {
         Self {
+            metrics,
             claims: Mutex::default(),
             waiting: Mutex::default(),
             next_waiter: AtomicU64::new(0),
@@ -116,6 +123,24 @@ impl LockWaits {
     /// configured wait, unless that wait would close a deadlock. Anything else that refuses a
     /// registration refuses it at once.
     pub async fn admit<'w>(
+        &'w self,
+        state: &'w SharedState,
+        registration: &Registration<'_>,
+    ) -> Result<Claim<'w>, Rejection> {
+        let admitted = self.admit_uncounted(state, registration).await;
+        if let Err(rejection) = &admitted {
+            match rejection.code {
+                Code::LockKeyConflict => self.metrics.count_lock_conflict(false),
+                Code::LockKeyConflictFailFast => self
+                    .metrics
+                    .count_lock_conflict(rejection.message.starts_with(DEADLOCK)),
+                _ => {}
+            }
+        }
+        admitted
+    }
+
+    async fn admit_uncounted<'w>(
         &'w self,
         state: &'w SharedState,
         registration: &Registration<'_>,
@@ -133,6 +158,7 @@ impl LockWaits {
                 }) if !self.wait.is_zero() => (rejection, holders),
                 Err(NotNow { rejection, .. }) => return Err(rejection),
             };
+            let first_wait = waiting.is_none();
             let id = waiting
                 .get_or_insert_with(|| Waiting {
                     waits: self,
@@ -141,6 +167,9 @@ impl LockWaits {
                 .id;
             if let Some(deadlock) = self.wait_for(id, registration.tx_id, holders) {
                 return Err(deadlock);
+            }
+            if first_wait {
+                self.metrics.count_lock_wait();
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => continue,
@@ -161,7 +190,7 @@ impl LockWaits {
             if tx == tx_id {
                 waiting.remove(&id);
                 let message = format!(
-                    "deadlock: global transaction {tx_id} would wait for {holders:?}, which \
+                    "{DEADLOCK}: global transaction {tx_id} would wait for {holders:?}, which \
                      wait for it; this registration is refused so that the others can finish"
                 );
                 return Some(Rejection::new(Code::LockKeyConflictFailFast, message));

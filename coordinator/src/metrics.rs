@@ -5,7 +5,8 @@
 //! Lifecycle counters (begun, committed, rolled back, timed out) are counted as the state
 //! machine applies commands, from the status before and after each one: exact, since a
 //! repeated request for a finished transaction changes nothing. Every replica applies every
-//! command, so aggregate them across a group's nodes with `max`, not `sum`.
+//! command, so aggregate them across a group's nodes with `max`, not `sum`. The lock counters
+//! are the leader's own (waits and refusals happen there): aggregate those with `sum`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct Metrics {
     phase_two_retries: Counter,
     raft_apply_latency: Histogram,
     entries_per_fsync: Histogram,
+    lock_waits: Counter,
+    lock_conflicts: Counter,
+    lock_deadlocks: Counter,
 }
 
 impl Default for Metrics {
@@ -53,6 +57,9 @@ impl Default for Metrics {
             raft_apply_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             // 1 to 2048 appends per fsync.
             entries_per_fsync: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
+            lock_waits: Counter::default(),
+            lock_conflicts: Counter::default(),
+            lock_deadlocks: Counter::default(),
         }
     }
 }
@@ -113,6 +120,21 @@ impl Metrics {
                 "phase_two_retries",
                 "Phase-two passes scheduled again after a retryable failure",
                 &self.phase_two_retries,
+            ),
+            (
+                "lock_waits",
+                "AT branch registrations that waited on this leader for rows another transaction held",
+                &self.lock_waits,
+            ),
+            (
+                "lock_conflicts",
+                "AT branch registrations this leader answered LockKeyConflict or LockKeyConflictFailFast",
+                &self.lock_conflicts,
+            ),
+            (
+                "lock_deadlocks",
+                "AT branch registrations refused because their wait would have closed a deadlock",
+                &self.lock_deadlocks,
             ),
         ];
         for (name, help, counter) in counters {
@@ -176,6 +198,19 @@ impl Metrics {
     /// Counts a phase-two pass scheduled again.
     pub(crate) fn count_phase_two_retry(&self) {
         self.phase_two_retries.inc();
+    }
+
+    /// Counts a registration that started to wait for rows.
+    pub(crate) fn count_lock_wait(&self) {
+        self.lock_waits.inc();
+    }
+
+    /// Counts a registration refused for its rows; `deadlock` when refused to break one.
+    pub(crate) fn count_lock_conflict(&self, deadlock: bool) {
+        self.lock_conflicts.inc();
+        if deadlock {
+            self.lock_deadlocks.inc();
+        }
     }
 
     /// Records how long a proposal took to be applied.

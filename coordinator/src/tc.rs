@@ -53,10 +53,11 @@ impl Tc {
         xid_address: String,
         lock_wait: Duration,
     ) -> Self {
+        let lock_waits = LockWaits::new(lock_wait, node.metrics.clone());
         Self {
             node,
             phase_two,
-            lock_waits: LockWaits::new(lock_wait),
+            lock_waits,
             xid_address,
         }
     }

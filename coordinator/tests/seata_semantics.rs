@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    BOUND, begin, bounded, branch, commit, end, end_request, loopback_config, register, rollback,
-    status,
+    BOUND, begin, bounded, branch, commit, end, end_request, http, loopback_config, register,
+    rollback, status,
 };
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
@@ -353,6 +353,18 @@ async fn a_registration_that_would_deadlock_is_told_to_stop_retrying() {
         "{refused:?}"
     );
     assert!(refused.result.msg.contains("deadlock"), "{refused:?}");
+    let metrics = http(harness.coordinator.http_addr(), "GET", "/metrics", None).await;
+    for counted in [
+        "txmesh_coordinator_lock_waits_total 1",
+        "txmesh_coordinator_lock_deadlocks_total 1",
+        "txmesh_coordinator_lock_conflicts_total 1",
+    ] {
+        assert!(
+            metrics.body.contains(counted),
+            "{counted}: {}",
+            metrics.body
+        );
+    }
 
     // Its TM rolls back. The survivor's wait ends as the victim starts rolling back (not
     // waited for: a plain conflict, and its client retries), or, if it looks only after the

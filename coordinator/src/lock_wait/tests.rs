@@ -22,7 +22,7 @@ impl Leader {
     fn new(wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             state: SharedState::new(AppliedState::default()),
-            waits: LockWaits::new(wait),
+            waits: LockWaits::new(wait, Arc::default()),
             index: Default::default(),
         })
     }
