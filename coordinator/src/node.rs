@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use openraft::error::ClientWriteError;
 use openraft::{BasicNode, ServerState, SnapshotPolicy};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use txmesh_seata::GlobalStatus;
 
-use crate::config::CoordinatorConfig;
+use crate::config::{CoordinatorConfig, RaftTuning};
 use crate::metrics::Metrics;
 use crate::raft::{MAX_PROPOSAL, NodeId, PeerNetwork, Proposal, Raft};
 use crate::state::{Command, Outcome};
@@ -56,6 +56,8 @@ pub struct Node {
     /// What this node records for Prometheus.
     pub metrics: Arc<Metrics>,
     proposals: mpsc::Sender<Pending>,
+    /// How long a leader may go without a quorum's acknowledgement and still serve.
+    quorum_lease: Duration,
 }
 
 struct Pending {
@@ -126,6 +128,7 @@ impl Node {
             state,
             metrics,
             proposals,
+            quorum_lease: quorum_lease(tuning),
         }))
     }
 
@@ -152,6 +155,33 @@ impl Node {
     /// Whether this node leads the group now.
     pub fn is_leader(&self) -> bool {
         self.raft.metrics().borrow().state == ServerState::Leader
+    }
+
+    /// Why this node must not serve transaction requests now, if it must not: it does not
+    /// lead, or it leads but no quorum has acknowledged it for longer than a follower waits
+    /// before it elects another leader. A leader cut off from its group keeps its role until
+    /// it hears of a newer term; answering `NotRaftLeader` sends its clients to the new
+    /// leader at once, instead of letting them wait out their timeouts on writes that cannot
+    /// commit here.
+    pub fn not_serving(&self) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Some(format!(
+                "node {} is not the leader; {}",
+                self.id,
+                self.leader_description()
+            ));
+        }
+        let silent = Duration::from_millis(metrics.millis_since_quorum_ack?);
+        (silent > self.quorum_lease).then(|| {
+            format!(
+                "node {} leads term {} but no quorum has answered it for {} ms: it may be cut \
+                 off from its group, which elects another leader",
+                self.id,
+                metrics.current_term,
+                silent.as_millis()
+            )
+        })
     }
 
     /// Who leads the group, for messages: "the leader is node 2 (raft 10.0.0.2:9091)".
@@ -225,4 +255,10 @@ async fn propose_loop(raft: Raft, mut queue: mpsc::Receiver<Pending>, max_comman
             }
         });
     }
+}
+
+/// Twice the longest election timeout: by then the followers of a cut-off leader have elected
+/// another (the first timeout may pass while a heartbeat is merely late under load).
+fn quorum_lease(tuning: &RaftTuning) -> Duration {
+    Duration::from_millis(2 * tuning.election_timeout_max_ms)
 }

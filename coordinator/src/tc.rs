@@ -62,15 +62,11 @@ impl Tc {
         }
     }
 
-    /// The answer to a transaction request; `None` for messages that are not one. Only the
-    /// leader serves them: a follower answers `NotRaftLeader`, which clients follow.
+    /// The answer to a transaction request; `None` for messages that are not one. Only a
+    /// leader a quorum follows serves them: others answer `NotRaftLeader`, which clients
+    /// follow.
     pub async fn handle(&self, caller: &Caller, request: Message) -> Option<Message> {
-        if !self.node.is_leader() {
-            let message = format!(
-                "node {} is not the leader; {}",
-                self.node.id,
-                self.node.leader_description()
-            );
+        if let Some(message) = self.node.not_serving() {
             return failure_answer(&request, TxResult::failure(Code::NotRaftLeader, message));
         }
         Some(match request {

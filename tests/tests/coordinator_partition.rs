@@ -1,16 +1,17 @@
 //! A partition that isolates the leader of a three-node group under load: its Raft traffic
 //! goes through proxies in the test, which cut it off from the other two. The isolated node
-//! acknowledges nothing new, the majority elects a leader and carries on, and once healed
-//! every node applies the same log and reports the same outcome for every transaction.
+//! acknowledges nothing new and, once its lease is over, turns clients away; the majority
+//! elects a leader and carries on, and once healed every node applies the same log and
+//! reports the same outcome for every transaction.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tempfile::TempDir;
 use txmesh_e2e::{Group, Workload};
-use txmesh_seata::Message;
 use txmesh_seata::client::{ClientConfig, NoResources, SeataClient};
 use txmesh_seata::message::GlobalBeginRequest;
+use txmesh_seata::{Message, TransactionExceptionCode as Code};
 
 /// Transactions decided between steps, so that every step happens under load.
 const BETWEEN_STEPS: usize = 20;
@@ -54,9 +55,21 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_carries_on() {
             "the isolated node acknowledged a begin: {answer:?}"
         );
     }
-    tm.close();
 
     let successor = group.leader_other_than(isolated).await;
+    // By now no quorum has answered the cut-off leader for longer than its lease: it turns
+    // clients away at once, so they go to the new leader instead of waiting out a timeout.
+    let begin = Message::GlobalBeginRequest(GlobalBeginRequest {
+        timeout: 60_000,
+        transaction_name: "isolated".into(),
+    });
+    let answer = tm.call(begin).await;
+    assert!(
+        matches!(&answer, Ok(Message::GlobalBeginResponse(r))
+            if r.result.exception_code == Code::NotRaftLeader),
+        "the cut-off leader still takes requests: {answer:?}"
+    );
+    tm.close();
     workload.until_progress(BETWEEN_STEPS).await;
     eprintln!("node {isolated} cut off; node {successor} leads; the workload carries on");
 
