@@ -12,8 +12,8 @@ use txmesh_coordinator::config::Peer;
 /// Options of `txmesh coordinator`.
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// TOML file with tuning (the `[server]`, `[recovery]` and `[raft]` tables, and any of
-    /// the settings below in kebab-case).
+    /// TOML file with tuning (the `[server]`, `[recovery]`, `[locks]` and `[raft]` tables, and
+    /// any of the settings below in kebab-case).
     #[arg(long, env = "TXMESH_CONFIG")]
     config: Option<PathBuf>,
 
