@@ -226,7 +226,7 @@ impl LockWaits {
         if let Some(rejection) =
             applied
                 .tx
-                .refusal_for_rows(tx_id, branch_type, keys, application_data)
+                .registration_refusal(tx_id, branch_type, keys, application_data)
         {
             let wait_for = match rejection.code {
                 Code::LockKeyConflict => applied.tx.lock_holders_to_wait_for(tx_id, keys),

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use txmesh_seata::message::*;
-use txmesh_seata::{BranchType, GlobalStatus, Message, TransactionExceptionCode as Code};
+use txmesh_seata::{GlobalStatus, Message, TransactionExceptionCode as Code};
 
 use crate::drivers::PhaseTwo;
 use crate::lock_wait::{LockWaits, Registration};
 use crate::node::{Node, ProposeError};
-use crate::state::{Command, Outcome, Rejection, row_keys};
+use crate::state::{Command, Outcome, Rejection, branch_row_keys};
 
 /// Who is asking: taken from the connection's registration, as Seata does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,10 +195,7 @@ impl Tc {
         let Some(tx_id) = tx_id_of(&request.xid) else {
             return refused(not_exist(&request.xid));
         };
-        let keys = match request.branch_type {
-            BranchType::At => row_keys(&request.resource_id, &request.lock_key),
-            _ => Vec::new(),
-        };
+        let keys = branch_row_keys(request.branch_type, &request.resource_id, &request.lock_key);
         let registration = Registration {
             tx_id,
             branch_type: request.branch_type,

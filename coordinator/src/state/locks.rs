@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
+use txmesh_seata::BranchType;
 
 /// Who holds a row lock.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +19,14 @@ pub struct LockOwner {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockTable {
     rows: HashMap<String, LockOwner>,
+}
+
+/// The rows a branch locks: an AT branch's row keys; none for any other mode.
+pub fn branch_row_keys(branch_type: BranchType, resource_id: &str, lock_key: &str) -> Vec<String> {
+    match branch_type {
+        BranchType::At => row_keys(resource_id, lock_key),
+        _ => Vec::new(),
+    }
 }
 
 /// Splits an AT lock key (`table:pk1,pk2;table2:pk3`) into canonical row keys, de-duplicated

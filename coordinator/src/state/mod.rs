@@ -14,7 +14,7 @@ use txmesh_seata::{BranchStatus, BranchType, GlobalStatus, TransactionExceptionC
 
 pub use command::{Command, Outcome, Rejection};
 pub use finished::{FINISHED_CAPACITY, FinishedLog};
-pub use locks::{LockOwner, LockTable, row_keys};
+pub use locks::{LockOwner, LockTable, branch_row_keys, row_keys};
 pub use session::{
     BranchSession, Direction, GlobalSession, is_timeout_family, phase_two_direction,
 };
@@ -189,25 +189,10 @@ impl TxState {
         }
     }
 
-    /// Why registering this branch would be refused now, if it would. The leader asks before
-    /// proposing, so a conflict on a hot row costs no log entry; applying asks again.
+    /// Why registering a branch that locks `keys` ([`branch_row_keys`]) would be refused now,
+    /// if it would. The leader asks before proposing, so a conflict on a hot row costs no log
+    /// entry; applying asks again.
     pub fn registration_refusal(
-        &self,
-        tx_id: u64,
-        branch_type: BranchType,
-        resource_id: &str,
-        lock_key: &str,
-        application_data: &str,
-    ) -> Option<Rejection> {
-        let keys = match branch_type {
-            BranchType::At => row_keys(resource_id, lock_key),
-            _ => Vec::new(),
-        };
-        self.refusal_for_rows(tx_id, branch_type, &keys, application_data)
-    }
-
-    /// [`TxState::registration_refusal`] with the branch's row keys already split.
-    pub fn refusal_for_rows(
         &self,
         tx_id: u64,
         branch_type: BranchType,
@@ -255,20 +240,13 @@ impl TxState {
     }
 
     fn register(&mut self, tx_id: u64, mut branch: BranchSession) -> Outcome {
-        let refusal = self.registration_refusal(
-            tx_id,
-            branch.branch_type,
-            &branch.resource_id,
-            &branch.lock_key,
-            &branch.application_data,
-        );
+        let keys = branch_row_keys(branch.branch_type, &branch.resource_id, &branch.lock_key);
+        let refusal =
+            self.registration_refusal(tx_id, branch.branch_type, &keys, &branch.application_data);
         if let Some(rejection) = refusal {
             return Outcome::Rejected(rejection);
         }
-        if branch.branch_type == BranchType::At {
-            let keys = row_keys(&branch.resource_id, &branch.lock_key);
-            branch.locks = self.locks.acquire(tx_id, branch.branch_id, keys);
-        }
+        branch.locks = self.locks.acquire(tx_id, branch.branch_id, keys);
         let branch_id = branch.branch_id;
         if let Some(session) = self.sessions.get_mut(&tx_id) {
             session.branches.push(branch);
