@@ -26,9 +26,6 @@ use crate::metrics::Metrics;
 use crate::state::Rejection;
 use crate::store::SharedState;
 
-/// How a refusal that breaks a deadlock begins.
-const DEADLOCK: &str = "deadlock";
-
 /// The rows of AT registrations being replicated, who waits for whom, and how long a
 /// registration may wait.
 pub struct LockWaits {
@@ -129,12 +126,11 @@ impl LockWaits {
     ) -> Result<Claim<'w>, Rejection> {
         let admitted = self.admit_uncounted(state, registration).await;
         if let Err(rejection) = &admitted {
-            match rejection.code {
-                Code::LockKeyConflict => self.metrics.count_lock_conflict(false),
-                Code::LockKeyConflictFailFast => self
-                    .metrics
-                    .count_lock_conflict(rejection.message.starts_with(DEADLOCK)),
-                _ => {}
+            if matches!(
+                rejection.code,
+                Code::LockKeyConflict | Code::LockKeyConflictFailFast
+            ) {
+                self.metrics.count_lock_conflict();
             }
         }
         admitted
@@ -166,6 +162,7 @@ impl LockWaits {
                 })
                 .id;
             if let Some(deadlock) = self.wait_for(id, registration.tx_id, holders) {
+                self.metrics.count_lock_deadlock();
                 return Err(deadlock);
             }
             if first_wait {
@@ -190,7 +187,7 @@ impl LockWaits {
             if tx == tx_id {
                 waiting.remove(&id);
                 let message = format!(
-                    "{DEADLOCK}: global transaction {tx_id} would wait for {holders:?}, which \
+                    "deadlock: global transaction {tx_id} would wait for {holders:?}, which \
                      wait for it; this registration is refused so that the others can finish"
                 );
                 return Some(Rejection::new(Code::LockKeyConflictFailFast, message));

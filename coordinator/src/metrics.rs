@@ -205,12 +205,14 @@ impl Metrics {
         self.lock_waits.inc();
     }
 
-    /// Counts a registration refused for its rows; `deadlock` when refused to break one.
-    pub(crate) fn count_lock_conflict(&self, deadlock: bool) {
+    /// Counts a registration refused for its rows.
+    pub(crate) fn count_lock_conflict(&self) {
         self.lock_conflicts.inc();
-        if deadlock {
-            self.lock_deadlocks.inc();
-        }
+    }
+
+    /// Counts a registration refused to break a deadlock (also a conflict).
+    pub(crate) fn count_lock_deadlock(&self) {
+        self.lock_deadlocks.inc();
     }
 
     /// Records how long a proposal took to be applied.
