@@ -15,6 +15,15 @@ fn config() -> InjectorConfig {
     }
 }
 
+/// The injector's settings with a default coordinator, so that bare pods are injectable: what
+/// the webhook and the watchdog tests serve with.
+pub(super) fn serving_config() -> std::sync::Arc<InjectorConfig> {
+    std::sync::Arc::new(InjectorConfig {
+        default_coordinator: Some("txmesh/tc".into()),
+        ..config()
+    })
+}
+
 /// An AdmissionReview of `operation` on `pod` in namespace `shop`, as the API server sends it.
 pub(super) fn review_json(operation: &str, pod: &Value) -> Value {
     json!({

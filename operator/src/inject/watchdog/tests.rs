@@ -5,6 +5,7 @@ use kube::runtime::events::Reporter;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::inject::tests::serving_config;
 use crate::mock_api::{self, ApiHandle, expect, fail, respond};
 
 /// A pod of application `orders` in `namespace` with `annotations`; owned by a ReplicaSet when
@@ -30,16 +31,6 @@ fn typed(value: &Value) -> Pod {
 
 fn set(names: &[&str]) -> BTreeSet<String> {
     names.iter().map(|n| (*n).to_owned()).collect()
-}
-
-/// The injector's settings, with a default coordinator so that bare pods are injectable.
-fn injector() -> Arc<InjectorConfig> {
-    Arc::new(InjectorConfig {
-        sidecar_image: "txmesh/txmesh:0.1.0".into(),
-        native_sidecar: true,
-        resources: Default::default(),
-        default_coordinator: Some("txmesh/tc".into()),
-    })
 }
 
 #[test]
@@ -88,7 +79,7 @@ fn only_pods_that_asked_and_lack_the_sidecar_are_chosen() {
     ];
     for (pod, expected) in table {
         assert_eq!(
-            lacks_sidecar(&typed(&pod), &labelled, &excluded, &injector()),
+            lacks_sidecar(&typed(&pod), &labelled, &excluded, &serving_config()),
             expected,
             "{}",
             pod["metadata"]["name"]
@@ -111,7 +102,7 @@ fn config(max_evictions: usize) -> WatchdogConfig {
         interval: Duration::from_secs(300),
         max_evictions,
         excluded: set(&["kube-system", "txmesh-system"]),
-        injector: injector(),
+        injector: serving_config(),
     }
 }
 

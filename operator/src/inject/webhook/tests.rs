@@ -2,7 +2,6 @@
 //! that trusts only the CA bundle, AdmissionReviews in and out.
 
 use http_body_util::{BodyExt, Full};
-use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::jiff::Timestamp;
 use rustls::pki_types::ServerName;
 use rustls::pki_types::pem::PemObject;
@@ -11,18 +10,9 @@ use tokio_rustls::TlsConnector;
 
 use super::*;
 use crate::inject::certs::CertSet;
-use crate::inject::tests::review_json;
+use crate::inject::tests::{review_json, serving_config};
 
 const SERVICE: &str = "txmesh-webhook.txmesh-system.svc";
-
-fn injector() -> Arc<InjectorConfig> {
-    Arc::new(InjectorConfig {
-        sidecar_image: "txmesh/txmesh:0.1.0".into(),
-        native_sidecar: true,
-        resources: ResourceRequirements::default(),
-        default_coordinator: Some("txmesh/tc".into()),
-    })
-}
 
 /// The webhook serving `set` on a loopback port; its address and the served certificate.
 async fn start(set: &CertSet) -> (SocketAddr, Arc<ServingCert>) {
@@ -32,7 +22,7 @@ async fn start(set: &CertSet) -> (SocketAddr, Arc<ServingCert>) {
     let addr = listener.local_addr().expect("address");
     let serving = serve(
         listener,
-        router(injector()),
+        router(serving_config()),
         cert.clone(),
         std::future::pending(),
     );
