@@ -66,8 +66,9 @@ impl Tc {
     /// leader a quorum follows serves them: others answer `NotRaftLeader`, which clients
     /// follow.
     pub async fn handle(&self, caller: &Caller, request: Message) -> Option<Message> {
-        if let Some(message) = self.node.not_serving() {
-            return failure_answer(&request, TxResult::failure(Code::NotRaftLeader, message));
+        if let Some(refusal) = self.node.not_serving() {
+            let result = TxResult::failure(refusal.code(), refusal.to_string());
+            return failure_answer(&request, result);
         }
         Some(match request {
             Message::GlobalBeginRequest(r) => {
@@ -176,6 +177,17 @@ impl Tc {
         let Some(status) = request.global_status else {
             return ended(self.node.status(tx_id));
         };
+        // Only a saga's engine decides its outcome; any other transaction is decided by its
+        // TM's commit or rollback and phase two, so a report only learns its status, as in
+        // Seata. Checked before the log, so no entry is written for it.
+        let decided_elsewhere = {
+            let applied = self.node.state.read();
+            let session = applied.tx.session(tx_id).filter(|s| !s.is_saga());
+            session.map(|session| session.status)
+        };
+        if let Some(status) = decided_elsewhere {
+            return ended(status);
+        }
         match self.node.propose(Command::Report { tx_id, status }).await {
             Ok(Outcome::Status(status)) => ended(status),
             Ok(other) => self.end_failure(tx_id, unexpected(&other)),

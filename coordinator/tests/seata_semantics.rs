@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::{
-    BOUND, begin, bounded, branch, commit, end, end_request, http, loopback_config, register,
-    rollback, status,
+    BOUND, begin, begin_named, bounded, branch, commit, end, end_request, http, loopback_config,
+    register, rollback, status,
 };
 use tempfile::TempDir;
 use tokio::io::AsyncWriteExt;
@@ -248,6 +248,61 @@ async fn an_at_commit_is_answered_at_once_and_frees_its_rows() {
         ("commit", b1),
         "AT branches commit in the background"
     );
+}
+
+/// Sends a GlobalReport of `reported` for `xid`; the status answered.
+async fn report(tm: &SeataClient, xid: &str, reported: GlobalStatus) -> GlobalStatus {
+    let request = GlobalReportRequest {
+        xid: xid.into(),
+        extra_data: String::new(),
+        global_status: Some(reported),
+    };
+    match tm
+        .call(Message::GlobalReportRequest(request))
+        .await
+        .expect("answered")
+    {
+        Message::GlobalReportResponse(r) if r.result.is_success() => r.global_status,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_report_decides_a_saga_only() {
+    let harness = Harness::start().await;
+    let tm = harness.tm().await;
+    let (handler, mut seen) = Rm::recording();
+    let rm = harness.rm(&["jdbc:db"], handler).await;
+
+    let at = begin(&tm, 60_000).await;
+    let b1 = branch(&rm, &at, BranchType::At, "jdbc:db", "account:1").await;
+    assert_eq!(
+        report(&tm, &at, GlobalStatus::Committed).await,
+        GlobalStatus::Begin,
+        "a report on an AT transaction only learns its status"
+    );
+    assert_eq!(status(&tm, &at).await, GlobalStatus::Begin);
+    let other = begin(&tm, 60_000).await;
+    let conflict = register(&rm, &other, BranchType::At, "jdbc:db", "account:1").await;
+    assert_eq!(
+        conflict.result.exception_code,
+        Code::LockKeyConflict,
+        "the row is still held: {conflict:?}"
+    );
+    assert_eq!(commit(&tm, &at).await, GlobalStatus::Committed);
+    assert_eq!(
+        next(&mut seen).await,
+        ("commit", b1),
+        "phase two still runs"
+    );
+
+    let saga = begin_named(&tm, "$Saga_order", 60_000).await;
+    assert_eq!(
+        report(&tm, &saga, GlobalStatus::Committed).await,
+        GlobalStatus::Committed,
+        "a saga's engine decides its outcome"
+    );
+    assert_eq!(status(&tm, &saga).await, GlobalStatus::Committed);
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 use serde::{Deserialize, Serialize};
 use txmesh_seata::{BranchStatus, BranchType, GlobalStatus};
 
+/// How Seata's saga engine begins the names of its transactions.
+pub const SAGA_NAME_PREFIX: &str = "$Saga_";
+
 /// One global transaction.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GlobalSession {
@@ -39,6 +42,15 @@ impl GlobalSession {
 
     pub(crate) fn branch_mut(&mut self, branch_id: u64) -> Option<&mut BranchSession> {
         self.branches.iter_mut().find(|b| b.branch_id == branch_id)
+    }
+
+    /// Whether this is a saga, as Seata decides it: by its first branch's type, or, before any
+    /// branch, by the name its state-machine engine gives it.
+    pub fn is_saga(&self) -> bool {
+        match self.branches.first() {
+            Some(first) => first.branch_type == BranchType::Saga,
+            None => self.name.starts_with(SAGA_NAME_PREFIX),
+        }
     }
 
     /// Whether phase two can run in the background with the TM already answered: every branch

@@ -161,9 +161,14 @@ pub async fn send(
 
 /// Begins a global transaction with `timeout_ms`; returns its XID.
 pub async fn begin(tm: &SeataClient, timeout_ms: i32) -> String {
+    begin_named(tm, "transfer", timeout_ms).await
+}
+
+/// Begins a global transaction called `name` with `timeout_ms`; returns its XID.
+pub async fn begin_named(tm: &SeataClient, name: &str, timeout_ms: i32) -> String {
     let request = GlobalBeginRequest {
         timeout: timeout_ms,
-        transaction_name: "transfer".into(),
+        transaction_name: name.into(),
     };
     match tm
         .call(Message::GlobalBeginRequest(request))
