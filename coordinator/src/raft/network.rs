@@ -95,18 +95,36 @@ fn transport_error<E: std::error::Error>(status: tonic::Status) -> RPCError<Node
     }
 }
 
-/// Whether the call failed to reach the peer at all: unavailable, timed out, or a broken
-/// connection (reset, closed, refused: tonic reports those as `Unknown` with a transport
+/// Whether the call failed to reach the peer at all: unavailable, or a broken connection
+/// (reset, closed, refused: tonic reports those as `Unknown` or `Cancelled` with a transport
 /// error inside). openraft retries a network error at once but backs off from an unreachable
-/// peer, so a cut-off leader does not spin through connection attempts.
+/// peer, so a cut-off leader does not spin through connection attempts. A late answer is not
+/// that: a follower busy with a large append answers after the heartbeat-long deadline, and
+/// backing it off for 500 ms would stall every commit that needs it.
 fn is_unreachable(status: &tonic::Status) -> bool {
+    if is_late(status) {
+        return false;
+    }
     let transport = std::error::Error::source(status)
         .is_some_and(|source| source.is::<tonic::transport::Error>());
     transport
         || matches!(
             status.code(),
-            tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
+            tonic::Code::Unavailable | tonic::Code::Cancelled
         )
+}
+
+/// Whether the call ran out of time: the peer's deadline, or tonic's own client-side one
+/// (which it reports as `Cancelled` with "Timeout expired").
+fn is_late(status: &tonic::Status) -> bool {
+    let mut source = std::error::Error::source(status);
+    while let Some(error) = source {
+        if error.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = error.source();
+    }
+    status.code() == tonic::Code::DeadlineExceeded
 }
 
 impl PeerClient {
@@ -246,6 +264,39 @@ mod tests {
         format!("http://{addr}")
     }
 
+    /// A peer port that takes each connection and reads, but never answers: a peer too busy
+    /// to answer in time.
+    async fn silent_peer() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+                });
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_late_answer_is_not_an_unreachable_peer() {
+        let channel = Endpoint::from_shared(silent_peer().await)
+            .expect("uri")
+            .connect_lazy();
+        let mut request = tonic::Request::new(RaftPayload { data: Vec::new() });
+        request.set_timeout(Duration::from_millis(50));
+        let late = RaftClient::new(channel)
+            .vote(request)
+            .await
+            .expect_err("no answer in time");
+        assert!(is_late(&late), "{late:?}");
+        assert!(!is_unreachable(&late), "{late:?}");
+    }
+
     async fn vote_status(reset: bool) -> tonic::Status {
         let channel = Endpoint::from_shared(breaking_peer(reset).await)
             .expect("uri")
@@ -267,7 +318,7 @@ mod tests {
         assert_eq!(reset.code(), tonic::Code::Unknown, "{reset:?}");
         assert!(is_unreachable(&reset), "{reset:?}");
         assert!(is_unreachable(&tonic::Status::unavailable("down")));
-        assert!(is_unreachable(&tonic::Status::deadline_exceeded("slow")));
+        assert!(!is_unreachable(&tonic::Status::deadline_exceeded("slow")));
         assert!(!is_unreachable(&tonic::Status::internal("the peer failed")));
         assert!(!is_unreachable(&tonic::Status::unknown(
             "the peer's own error"
