@@ -2,18 +2,19 @@
 //! `TXMESH_*` variable) override the optional TOML file, which overrides the defaults.
 
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use txmesh_coordinator::CoordinatorConfig;
 use txmesh_coordinator::config::Peer;
+use txmesh_coordinator::{CoordinatorConfig, Ended};
 
 /// Options of `txmesh coordinator`.
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// TOML file with tuning (the `[server]`, `[recovery]`, `[locks]` and `[raft]` tables, and
-    /// any of the settings below in kebab-case).
+    /// TOML file with tuning (the `[server]`, `[recovery]`, `[locks]`, `[raft]` and `[storage]`
+    /// tables, and any of the settings below in kebab-case).
     #[arg(long, env = "TXMESH_CONFIG")]
     config: Option<PathBuf>,
 
@@ -123,16 +124,39 @@ impl CoordinatorArgs {
         Ok(config)
     }
 
-    /// Runs the coordinator until SIGINT or SIGTERM.
+    /// Runs the coordinator until SIGINT or SIGTERM. A coordinator stopped by a full data
+    /// volume executes itself again once space is back, with the same arguments and process
+    /// id, so it resumes with no person and no supervisor involved.
     pub fn run(self) -> anyhow::Result<()> {
         let config = self.config()?;
         let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-        runtime.block_on(async {
+        let ended = runtime.block_on(async {
             txmesh_coordinator::run(config, crate::signals::terminated())
                 .await
                 .context("coordinator failed")
-        })
+        })?;
+        match ended {
+            Ended::Shutdown => Ok(()),
+            Ended::Resume => {
+                drop(runtime);
+                Err(restart())
+            }
+        }
     }
+}
+
+/// Replaces this process with a fresh run of the same command; returns only on failure.
+fn restart() -> anyhow::Error {
+    let program = match std::env::current_exe() {
+        Ok(program) => program,
+        Err(error) => {
+            return anyhow::Error::new(error).context("cannot find this program to restart it");
+        }
+    };
+    let error = std::process::Command::new(&program)
+        .args(std::env::args_os().skip(1))
+        .exec();
+    anyhow::Error::new(error).context(format!("cannot restart {}", program.display()))
 }
 
 /// The trimmed contents of the file at `path`, which must not be empty.

@@ -36,6 +36,8 @@ pub struct CoordinatorConfig {
     pub locks: LockTuning,
     /// Raft tuning.
     pub raft: RaftTuning,
+    /// The data volume.
+    pub storage: StorageTuning,
     /// The voters of a new group (this node included), by id. Empty: a single-voter group of
     /// this node. The lowest id initializes an empty group; the others wait to be contacted.
     pub peers: Vec<Peer>,
@@ -113,6 +115,7 @@ impl Default for CoordinatorConfig {
             recovery: RecoveryTuning::default(),
             locks: LockTuning::default(),
             raft: RaftTuning::default(),
+            storage: StorageTuning::default(),
             peers: Vec::new(),
         }
     }
@@ -242,6 +245,28 @@ impl LockTuning {
     /// The wait.
     pub fn wait(&self) -> Duration {
         Duration::from_millis(self.wait_ms)
+    }
+}
+
+/// The data volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct StorageTuning {
+    /// After a write found the data volume full, `txmesh coordinator` restarts itself once
+    /// this many MiB are free again (a RocksDB memtable flush alone may need 64).
+    pub resume_free_mb: u64,
+}
+
+impl Default for StorageTuning {
+    fn default() -> Self {
+        Self { resume_free_mb: 64 }
+    }
+}
+
+impl StorageTuning {
+    /// The free space to resume at, in bytes.
+    pub fn resume_free_bytes(&self) -> u64 {
+        self.resume_free_mb.saturating_mul(1024 * 1024)
     }
 }
 

@@ -6,8 +6,10 @@
 //! ← [`server`] (Seata RPC) and [`admin`] (HTTP: probes, [`metrics`], operator API).
 
 pub mod admin;
+pub mod announced;
 pub mod config;
 pub mod drivers;
+pub mod health;
 mod lock_wait;
 pub mod membership;
 pub mod metrics;
@@ -42,6 +44,10 @@ pub enum RunError {
     /// The node did not start.
     #[error(transparent)]
     Start(#[from] node::StartError),
+    /// The Raft core stopped for a reason a restart of the process may cure, a full volume
+    /// aside.
+    #[error(transparent)]
+    Faulted(health::Fault),
     /// A listen address is unavailable.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -180,16 +186,58 @@ impl Coordinator {
     }
 }
 
-/// Runs a coordinator until `shutdown` completes.
+/// How a run that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The shutdown signal came.
+    Shutdown,
+    /// A full data volume stopped the node, and space is free again: start it anew, as
+    /// `txmesh coordinator` does by executing itself again.
+    Resume,
+}
+
+/// How often a node stopped by a full volume looks for free space.
+const SPACE_POLL: Duration = Duration::from_secs(1);
+
+/// Runs a coordinator until `shutdown` completes or its Raft core stops. A core stopped by a
+/// full data volume keeps the node up, telling clients and probes so, until the configured
+/// free space is back ([`Ended::Resume`]); any other stop is [`RunError::Faulted`].
 pub async fn run(
     config: CoordinatorConfig,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), RunError> {
+) -> Result<Ended, RunError> {
+    let resume_at = config.storage.resume_free_bytes();
     let coordinator = Coordinator::start(config).await?;
-    shutdown.await;
+    tokio::pin!(shutdown);
+    let ended = tokio::select! {
+        () = &mut shutdown => Ok(Ended::Shutdown),
+        fault = coordinator.node.faulted() => match fault.recoverable() {
+            true => {
+                tracing::error!(%fault, resume_at, "waiting for free space on the data volume");
+                tokio::select! {
+                    () = &mut shutdown => Ok(Ended::Shutdown),
+                    () = space_freed(coordinator.node.volume(), resume_at) => {
+                        tracing::warn!("space is free again on the data volume: restarting");
+                        Ok(Ended::Resume)
+                    }
+                }
+            }
+            false => {
+                tracing::error!(%fault, "the coordinator cannot go on");
+                Err(RunError::Faulted(fault))
+            }
+        },
+    };
     tracing::info!("coordinator stopping");
     coordinator.stop().await;
-    Ok(())
+    ended
+}
+
+/// Completes once `volume` has `bytes` available.
+async fn space_freed(volume: &health::Volume, bytes: u64) {
+    while volume.space().is_none_or(|space| space.available < bytes) {
+        tokio::time::sleep(SPACE_POLL).await;
+    }
 }
 
 /// Listens on `addr`; returns the listener and the address actually bound (tests bind port 0).

@@ -21,7 +21,9 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::Serialize;
 use txmesh_api::raft::v1::{DescribeRequest, ElectRequest, NodeDescription};
 
+use crate::announced::Announcer;
 use crate::config::{CoordinatorConfig, is_host_port};
+use crate::health::NotServing;
 use crate::node::Node;
 use crate::raft::{
     Advertised, NodeId, PeerNetwork, Raft, RaftMetrics, TypeConfig, describe, quorum_index,
@@ -52,8 +54,11 @@ pub enum Role {
 pub struct ClusterStatus {
     /// The node answering.
     pub node_id: NodeId,
-    /// Its Raft state: leader, follower, candidate, learner or shutdown.
+    /// Its Raft state: leader, follower, candidate, learner or shutdown; a leader no quorum
+    /// has answered for too long (cut off from its group) is `leader-without-quorum`.
     pub state: String,
+    /// Why the answering node cannot serve, when its Raft core or storage failed.
+    pub fault: Option<String>,
     /// Its current term.
     pub term: u64,
     /// The leader it knows of.
@@ -88,6 +93,8 @@ pub struct MemberStatus {
     pub seata_address: Option<String>,
     /// The coordinator version it runs; unknown until it has answered once.
     pub version: Option<String>,
+    /// The Seata server version it announces to clients; unknown until it has answered once.
+    pub seata_version: Option<String>,
     /// Leader, follower or learner.
     pub role: Role,
     /// The last index known to be replicated to it: only the leader knows.
@@ -208,6 +215,9 @@ fn leader_hint(id: Option<NodeId>, admin: Option<&str>) -> String {
 /// Why this node is not ready (`/readyz`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotReady {
+    /// Its Raft core or storage failed, or it leads without a quorum.
+    #[error(transparent)]
+    NotServing(NotServing),
     /// The node is not in the group's membership (as far as its log goes).
     #[error("node {0} is not a member of the group")]
     NotAMember(NodeId),
@@ -255,17 +265,21 @@ pub struct Membership {
     peers: PeerNetwork,
     known: Mutex<HashMap<NodeId, Known>>,
     changing: tokio::sync::Mutex<()>,
+    announcer: Announcer,
 }
 
 impl Membership {
-    /// Membership of `node`, which serves at the endpoints `config` advertises.
+    /// Membership of `node`, which serves at the endpoints `config` advertises. Starts
+    /// following its leader for Seata clients ([`Announcer`]), so it runs in a Tokio runtime.
     pub fn new(node: Arc<Node>, config: &CoordinatorConfig) -> Self {
         let election = Duration::from_millis(config.raft.election_timeout_max_ms);
+        let announcer = Announcer::start(&node.raft);
         Self {
             node,
             advertised: Advertised {
                 admin: config.admin_address(),
                 seata: config.xid_address(),
+                seata_version: config.server.version.clone(),
             },
             group: config.raft.group.clone(),
             lag: config.raft.caught_up_lag,
@@ -273,6 +287,7 @@ impl Membership {
             peers: PeerNetwork::default(),
             known: Mutex::new(HashMap::new()),
             changing: tokio::sync::Mutex::new(()),
+            announcer,
         }
     }
 
@@ -292,8 +307,14 @@ impl Membership {
 
     /// The group as this node sees it, every member asked how it is.
     pub async fn status(&self) -> ClusterStatus {
+        self.status_within(PROBE_TIMEOUT).await
+    }
+
+    /// Like [`Membership::status`], each member given `probe` to answer: a member that does
+    /// not answer in time counts as unreachable.
+    pub async fn status_within(&self, probe: Duration) -> ClusterStatus {
         let metrics = self.metrics();
-        let seen = self.probe_all(&metrics).await;
+        let seen = self.probe_all(&metrics, probe).await;
         self.view(&metrics, &seen)
     }
 
@@ -343,7 +364,7 @@ impl Membership {
             return Ok(false);
         }
         self.require_caught_up(&metrics, id)?;
-        let seen = self.probe_all(&metrics).await;
+        let seen = self.probe_all(&metrics, PROBE_TIMEOUT).await;
         voters.insert(id);
         self.require_quorum(&metrics, &seen, &voters)?;
         let promoted = self
@@ -369,7 +390,7 @@ impl Membership {
         let mut voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         let change = match voters.remove(&id) {
             true => {
-                let seen = self.probe_all(&metrics).await;
+                let seen = self.probe_all(&metrics, PROBE_TIMEOUT).await;
                 self.require_quorum(&metrics, &seen, &voters)?;
                 ChangeMembers::RemoveVoters(BTreeSet::from([id]))
             }
@@ -438,10 +459,17 @@ impl Membership {
         }
     }
 
-    /// Whether this node is a member, a leader is known, and this node has applied all but
-    /// at most the allowed lag of what the leader has committed.
+    /// Whether this node runs, is a member, a leader is known (itself only with a quorum behind
+    /// it), and this node has applied all but at most the allowed lag of what the leader has
+    /// committed.
     pub async fn readiness(&self) -> Result<(), NotReady> {
+        if let Some(fault) = self.node.fault() {
+            return Err(NotReady::NotServing(fault.into()));
+        }
         let metrics = self.metrics();
+        if let Some(lost) = self.node.quorum_lost(&metrics) {
+            return Err(NotReady::NotServing(lost));
+        }
         let membership = metrics.membership_config.membership();
         if membership.get_node(&metrics.id).is_none() {
             return Err(NotReady::NotAMember(metrics.id));
@@ -454,7 +482,7 @@ impl Membership {
             .get_node(&leader)
             .map(|node| node.addr.clone())
             .ok_or(NotReady::LeaderSilent(leader))?;
-        let seen = self.probe(leader, &address).await;
+        let seen = self.probe(leader, &address, PROBE_TIMEOUT).await;
         let committed = match (seen.reachable, seen.description) {
             (true, Some(description)) => description.committed_index,
             _ => None,
@@ -471,14 +499,9 @@ impl Membership {
         }
     }
 
-    /// Waits up to `timeout` for the term to pass `term` or the membership to change; returns
-    /// whether either happened (at once when the term is past `term` already).
-    pub async fn changed_since(&self, term: u64, timeout: Duration) -> bool {
-        let mut metrics = self.node.raft.metrics();
-        let membership = metrics.borrow().membership_config.log_id().to_owned();
-        let changed = metrics
-            .wait_for(|m| m.current_term > term || m.membership_config.log_id() != &membership);
-        matches!(tokio::time::timeout(timeout, changed).await, Ok(Ok(_)))
+    /// The leader as Seata clients are told of it.
+    pub fn announcer(&self) -> &Announcer {
+        &self.announcer
     }
 
     /// Takes the one-change-at-a-time lock, on the leader, outside a joint configuration.
@@ -512,7 +535,7 @@ impl Membership {
         });
         let leader_admin_address = match address {
             Some((id, address)) => self
-                .probe(id, &address)
+                .probe(id, &address, PROBE_TIMEOUT)
                 .await
                 .description
                 .map(|description| description.admin_address),
@@ -601,7 +624,7 @@ impl Membership {
     }
 
     /// Asks every member, at once, how it is.
-    async fn probe_all(&self, metrics: &RaftMetrics) -> BTreeMap<NodeId, Seen> {
+    async fn probe_all(&self, metrics: &RaftMetrics, timeout: Duration) -> BTreeMap<NodeId, Seen> {
         let members: Vec<(NodeId, String)> = metrics
             .membership_config
             .membership()
@@ -610,12 +633,12 @@ impl Membership {
             .collect();
         let probes = members
             .iter()
-            .map(|(id, address)| async move { (*id, self.probe(*id, address).await) });
+            .map(|(id, address)| async move { (*id, self.probe(*id, address, timeout).await) });
         join_all(probes).await.into_iter().collect()
     }
 
     /// Asks member `id` at `address` how it is; remembers the answer.
-    async fn probe(&self, id: NodeId, address: &str) -> Seen {
+    async fn probe(&self, id: NodeId, address: &str, timeout: Duration) -> Seen {
         if id == self.node.id {
             return Seen {
                 description: Some(describe(&self.node.raft, &self.advertised)),
@@ -624,7 +647,7 @@ impl Membership {
         }
         let answer = match self.peers.client(address) {
             Ok(mut client) => {
-                tokio::time::timeout(PROBE_TIMEOUT, client.describe(DescribeRequest {})).await
+                tokio::time::timeout(timeout, client.describe(DescribeRequest {})).await
             }
             Err(_) => return Seen::default(),
         };
@@ -675,6 +698,7 @@ impl Membership {
                     admin_address: description(id).map(|d| d.admin_address.clone()),
                     seata_address: description(id).map(|d| d.seata_address.clone()),
                     version: description(id).map(|d| d.version.clone()),
+                    seata_version: description(id).map(|d| d.seata_version.clone()),
                     role,
                     match_index: matched,
                     caught_up: metrics
@@ -687,7 +711,11 @@ impl Membership {
             .collect();
         ClusterStatus {
             node_id: metrics.id,
-            state: format!("{:?}", metrics.state).to_lowercase(),
+            state: match self.node.quorum_lost(metrics) {
+                Some(_) => "leader-without-quorum".to_owned(),
+                None => format!("{:?}", metrics.state).to_lowercase(),
+            },
+            fault: self.node.fault().map(|fault| fault.to_string()),
             term: metrics.current_term,
             leader_id: metrics.current_leader,
             leader_admin_address: leader.map(|d| d.admin_address.clone()),

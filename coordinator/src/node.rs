@@ -11,8 +11,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use txmesh_seata::GlobalStatus;
 
 use crate::config::{CoordinatorConfig, RaftTuning};
+use crate::health::{self, Fault, NotServing, Volume};
 use crate::metrics::Metrics;
-use crate::raft::{MAX_PROPOSAL, NodeId, PeerNetwork, Proposal, Raft};
+use crate::raft::{MAX_PROPOSAL, NodeId, PeerNetwork, Proposal, Raft, RaftMetrics};
 use crate::state::{Command, Outcome};
 use crate::store::{self, SharedState};
 
@@ -58,6 +59,8 @@ pub struct Node {
     proposals: mpsc::Sender<Pending>,
     /// How long a leader may go without a quorum's acknowledgement and still serve.
     quorum_lease: Duration,
+    /// The file system holding the store.
+    volume: Volume,
 }
 
 struct Pending {
@@ -129,6 +132,7 @@ impl Node {
             metrics,
             proposals,
             quorum_lease: quorum_lease(tuning),
+            volume: Volume::new(&config.data_dir),
         }))
     }
 
@@ -157,31 +161,48 @@ impl Node {
         self.raft.metrics().borrow().state == ServerState::Leader
     }
 
-    /// Why this node must not serve transaction requests now, if it must not: it does not
-    /// lead, or it leads but no quorum has acknowledged it for longer than a follower waits
-    /// before it elects another leader. A leader cut off from its group keeps its role until
-    /// it hears of a newer term; answering `NotRaftLeader` sends its clients to the new
-    /// leader at once, instead of letting them wait out their timeouts on writes that cannot
-    /// commit here.
-    pub fn not_serving(&self) -> Option<String> {
+    /// Why this node must not serve transaction requests now, if it must not: its Raft core
+    /// or storage failed, it does not lead, or it leads but no quorum has acknowledged it for
+    /// longer than a follower waits before it elects another leader. A leader cut off from
+    /// its group keeps its role until it hears of a newer term; answering `NotRaftLeader`
+    /// sends its clients to the new leader at once, instead of letting them wait out their
+    /// timeouts on writes that cannot commit here.
+    pub fn not_serving(&self) -> Option<NotServing> {
         let metrics = self.raft.metrics().borrow().clone();
-        if metrics.state != ServerState::Leader {
-            return Some(format!(
-                "node {} is not the leader; {}",
-                self.id,
-                self.leader_description()
-            ));
+        if let Some(fault) = health::fault(&metrics, &self.volume) {
+            return Some(fault.into());
         }
-        let silent = Duration::from_millis(metrics.millis_since_quorum_ack?);
-        (silent > self.quorum_lease).then(|| {
-            format!(
-                "node {} leads term {} but no quorum has answered it for {} ms: it may be cut \
-                 off from its group, which elects another leader",
-                self.id,
-                metrics.current_term,
-                silent.as_millis()
-            )
-        })
+        if metrics.state != ServerState::Leader {
+            return Some(NotServing::NotLeader {
+                node: self.id,
+                leader: self.leader_description(),
+            });
+        }
+        health::quorum_lost(&metrics, self.quorum_lease)
+    }
+
+    /// Why this node cannot serve until something changes, if so: its Raft core stopped.
+    pub fn fault(&self) -> Option<Fault> {
+        health::fault(&self.raft.metrics().borrow(), &self.volume)
+    }
+
+    /// Waits until the Raft core stops; the fault it stopped with.
+    pub async fn faulted(&self) -> Fault {
+        let mut metrics = self.raft.metrics();
+        // The sender lives as long as the core's metrics task; gone means the core is gone.
+        let _ = metrics.wait_for(|m| m.running_state.is_err()).await;
+        self.fault()
+            .unwrap_or_else(|| Fault::RaftStopped("the Raft core is gone".to_owned()))
+    }
+
+    /// Whether a leader with these metrics has lost its quorum (a follower has none to lose).
+    pub fn quorum_lost(&self, metrics: &RaftMetrics) -> Option<NotServing> {
+        health::quorum_lost(metrics, self.quorum_lease)
+    }
+
+    /// The file system holding the store.
+    pub fn volume(&self) -> &Volume {
+        &self.volume
     }
 
     /// Who leads the group, for messages: "the leader is node 2 (raft 10.0.0.2:9091)".
@@ -257,8 +278,10 @@ async fn propose_loop(raft: Raft, mut queue: mpsc::Receiver<Pending>, max_comman
     }
 }
 
-/// Twice the longest election timeout: by then the followers of a cut-off leader have elected
-/// another (the first timeout may pass while a heartbeat is merely late under load).
+/// The longest plus the shortest election timeout: a follower that last heard from its leader
+/// campaigns after the longest (openraft's leader lease) plus its own timeout, so by then a
+/// cut-off leader's followers may be electing another, and it stops serving before a
+/// successor can.
 fn quorum_lease(tuning: &RaftTuning) -> Duration {
-    Duration::from_millis(2 * tuning.election_timeout_max_ms)
+    Duration::from_millis(tuning.election_timeout_max_ms + tuning.election_timeout_min_ms)
 }

@@ -539,6 +539,11 @@ async fn seata_clients_log_in_read_the_metadata_and_watch_the_term() {
         assert_eq!(leaders[0]["control"], endpoint(leader.http_addr()));
         assert_eq!(leaders[0]["internal"], endpoint(leader.raft_addr()));
         assert_eq!(leaders[0]["group"], "default");
+        let registration_version = CoordinatorConfig::default().server.version;
+        assert!(
+            nodes.iter().all(|n| n["version"] == registration_version),
+            "the version registrations report, everywhere: {nodes:?}"
+        );
         let roles: Vec<&str> = nodes.iter().filter_map(|n| n["role"].as_str()).collect();
         assert_eq!(
             roles.iter().filter(|r| **r == "FOLLOWER").count(),

@@ -2,6 +2,12 @@
 //! shapes they parse: `POST /api/v1/auth/login`, `GET /metadata/v1/cluster` and the
 //! `POST /metadata/v1/watch` long poll.
 //!
+//! Both metadata endpoints speak of the announced leader only ([`crate::announced`]): an
+//! answer never carries a term without its leader, and a long poll ends only once a newer
+//! term's leader is known. A node that cannot serve (its storage failed, or it leads without
+//! a quorum) answers 503 rather than name itself, and members that do not answer are left
+//! out, so a client connects to nodes that can serve.
+//!
 //! The metadata is readable without logging in: it names endpoints only, and clients
 //! configured without a user name never log in. The login still checks the console account,
 //! so a client configured with wrong credentials fails as it would against Seata; the token it
@@ -24,12 +30,20 @@ use super::Admin;
 use super::auth::same_secret;
 use super::error::ApiError;
 use super::params::{form, json, query};
+use crate::health::NotServing;
 use crate::membership::{MemberStatus, Role};
 
 /// Seata's default long-poll timeout (`timeout` of the watch form).
 const DEFAULT_WATCH: Duration = Duration::from_millis(28_000);
 /// The longest long poll a client may ask for.
 const MAX_WATCH: Duration = Duration::from_secs(60);
+/// How long a metadata request waits for a first leader before it is answered 503: within the
+/// 1 s Seata's clients give it.
+const LEADER_WAIT: Duration = Duration::from_millis(800);
+/// How long each member has to answer a metadata request's probe. One that takes longer (a
+/// paused or cut-off node) is left out of the answer, which must reach a client that gives
+/// it 1 s, right when it needs it most: after a failover.
+const MEMBER_PROBE: Duration = Duration::from_millis(200);
 
 /// The login body (Seata's `User`).
 #[derive(Deserialize)]
@@ -116,6 +130,12 @@ pub(super) struct SeataNode {
     metadata: HashMap<String, String>,
 }
 
+impl SeataNode {
+    fn is_leader(&self) -> bool {
+        self.role == "LEADER"
+    }
+}
+
 /// Seata's `Node.Endpoint`.
 #[derive(Serialize)]
 struct Endpoint {
@@ -134,12 +154,13 @@ impl Endpoint {
 }
 
 impl SeataNode {
-    /// The member as Seata lists it; None while its endpoints are unknown.
-    fn of(member: &MemberStatus, group: &str) -> Option<Self> {
-        let role = match member.role {
-            Role::Leader => "LEADER",
-            Role::Follower => "FOLLOWER",
-            Role::Learner => "LEARNER",
+    /// The member as Seata lists it, `leader` being the announced leader; None while its
+    /// endpoints are unknown.
+    fn of(member: &MemberStatus, group: &str, leader: u64) -> Option<Self> {
+        let role = match (member.id == leader, member.role) {
+            (true, _) => "LEADER",
+            (false, Role::Learner) => "LEARNER",
+            (false, Role::Leader | Role::Follower) => "FOLLOWER",
         };
         Some(Self {
             control: Endpoint::parse(member.admin_address.as_deref()?)?,
@@ -147,7 +168,7 @@ impl SeataNode {
             internal: Endpoint::parse(&member.address)?,
             group: group.to_owned(),
             role,
-            version: member.version.clone()?,
+            version: member.seata_version.clone()?,
             metadata: HashMap::new(),
         })
     }
@@ -168,31 +189,58 @@ fn check_group(admin: &Admin, group: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-/// `GET /metadata/v1/cluster?group=`: every member whose endpoints are known, with its role,
-/// and the current term.
+/// `GET /metadata/v1/cluster?group=`: the announced term, its leader first, then every other
+/// member that answers, with their roles. 503 from a node that cannot serve, or while no
+/// leader was ever known here.
 pub(super) async fn cluster(
     State(admin): State<Arc<Admin>>,
     uri: Uri,
 ) -> Result<Json<Metadata>, ApiError> {
     let filter: GroupFilter = query(&uri)?;
     check_group(&admin, filter.group.as_deref())?;
-    let status = admin.membership.status().await;
+    if let Some(failing) = admin
+        .node
+        .not_serving()
+        .filter(|why| !matches!(why, NotServing::NotLeader { .. }))
+    {
+        return Err(unavailable(failing.to_string()));
+    }
+    let announced = admin
+        .membership
+        .announcer()
+        .first(LEADER_WAIT)
+        .await
+        .ok_or_else(|| unavailable("no leader is known yet".to_owned()))?;
+    let status = admin.membership.status_within(MEMBER_PROBE).await;
     let group = admin.membership.group();
-    let nodes = status
+    let mut nodes: Vec<SeataNode> = status
         .members
         .iter()
-        .filter_map(|member| SeataNode::of(member, group))
+        .filter(|member| member.reachable || member.id == announced.leader)
+        .filter_map(|member| SeataNode::of(member, group, announced.leader))
         .collect();
+    nodes.sort_by_key(|node| !node.is_leader());
+    if !nodes.first().is_some_and(SeataNode::is_leader) {
+        return Err(unavailable(format!(
+            "the endpoints of leader {} are not known here yet",
+            announced.leader
+        )));
+    }
     Ok(Json(Metadata {
         nodes,
         store_mode: "raft",
-        term: status.term,
+        term: announced.term,
     }))
 }
 
+fn unavailable(message: String) -> ApiError {
+    tracing::debug!(%message, "Seata metadata refused");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
 /// `POST /metadata/v1/watch` with form fields `<group>=<term>` and `timeout` (ms, default
-/// 28000): 200 as soon as the term is past the client's or the membership changes, 304 when
-/// the timeout passes first. Bodies are empty, as in Seata.
+/// 28000): 200 as soon as a term past the client's is announced with its leader, or the
+/// members change; 304 when the timeout passes first. Bodies are empty, as in Seata.
 pub(super) async fn watch(
     State(admin): State<Arc<Admin>>,
     uri: Uri,
@@ -219,7 +267,8 @@ pub(super) async fn watch(
         .map_err(|_| ApiError::bad_request(format!("term {term:?} is not a number")))?;
     match admin
         .membership
-        .changed_since(term, timeout.min(MAX_WATCH))
+        .announcer()
+        .past(term, timeout.min(MAX_WATCH))
         .await
     {
         true => Ok(StatusCode::OK),

@@ -49,7 +49,8 @@ impl Admin {
         membership: Arc<Membership>,
         config: &CoordinatorConfig,
     ) -> Self {
-        let registry = node.metrics.registry(node.state.clone());
+        let mut registry = node.metrics.registry(node.state.clone());
+        registry.register_collector(Box::new(scrape::HealthGauges::new(node.clone())));
         Self {
             node,
             phase_two,

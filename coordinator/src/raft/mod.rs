@@ -23,6 +23,8 @@ pub struct Advertised {
     pub admin: String,
     /// The Seata RPC endpoint.
     pub seata: String,
+    /// The Seata server version announced to clients, in registration answers and metadata.
+    pub seata_version: String,
 }
 
 openraft::declare_raft_types!(

@@ -38,6 +38,7 @@ pub fn describe(raft: &Raft, advertised: &Advertised) -> NodeDescription {
         admin_address: advertised.admin.clone(),
         seata_address: advertised.seata.clone(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
+        seata_version: advertised.seata_version.clone(),
         term: metrics.current_term,
         leader_id: metrics.current_leader,
         last_log_index: metrics.last_log_index,

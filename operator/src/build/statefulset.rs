@@ -272,7 +272,8 @@ fn container(target: &Target) -> Container {
             failure_threshold: Some(150),
             ..Probe::default()
         }),
-        // Never tied to Raft: a node waiting out an election must not be restarted.
+        // Never tied to elections: a node waiting out one must not be restarted. It fails only
+        // once the Raft core stopped for good (a full volume is waited out, not restarted).
         liveness_probe: Some(Probe {
             http_get: Some(http_get("/healthz")),
             period_seconds: Some(10),
@@ -280,7 +281,8 @@ fn container(target: &Target) -> Container {
             failure_threshold: Some(3),
             ..Probe::default()
         }),
-        // Ready = a member of the group and caught up with the leader.
+        // Ready = running, a member of the group, caught up with the leader, and not a leader
+        // cut off from its quorum.
         readiness_probe: Some(Probe {
             http_get: Some(http_get("/readyz")),
             period_seconds: Some(5),
