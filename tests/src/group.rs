@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use crate::partition::RaftProxies;
 use crate::process::{CoordinatorProcess, http_request};
+use crate::views::AdminViews;
 
 /// How long an election, a membership change or catching up may take.
 const BOUND: Duration = Duration::from_secs(30);
@@ -115,45 +116,26 @@ impl Group {
         }
     }
 
+    /// The running nodes' admin views.
+    fn views(&self) -> AdminViews {
+        let running = self.nodes.iter().filter(|(_, node)| node.pid().is_some());
+        AdminViews::new(running.map(|(&id, node)| (id, node.http_addr())).collect())
+    }
+
     /// Node `id`'s view of the group (`GET /api/v1/cluster`); `None` if it does not answer.
     pub async fn view(&self, id: u64) -> Option<Value> {
-        let (status, body) = self.http(id, "GET", "/api/v1/cluster", None).await?;
-        (status == 200).then(|| serde_json::from_str(&body).ok())?
+        self.views().view(id).await
     }
 
     /// The leader, once one is elected: the node that says it leads, in the highest term
     /// any running node reports.
     pub async fn leader(&self) -> u64 {
-        self.leader_where(|_| true).await
+        self.views().leader_where(|_| true).await
     }
 
     /// The leader among the nodes other than `old` (killed or cut off), once elected.
     pub async fn leader_other_than(&self, old: u64) -> u64 {
-        self.leader_where(|id| id != old).await
-    }
-
-    async fn leader_where(&self, acceptable: impl Fn(u64) -> bool) -> u64 {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let mut views = Vec::new();
-            for (&id, node) in &self.nodes {
-                if node.pid().is_some()
-                    && acceptable(id)
-                    && let Some(view) = self.view(id).await
-                {
-                    views.push((id, view));
-                }
-            }
-            let term = views.iter().filter_map(|(_, v)| v["term"].as_u64()).max();
-            let leader = views
-                .iter()
-                .find(|(_, view)| view["term"].as_u64() == term && view["state"] == "leader");
-            if let Some((id, _)) = leader {
-                return *id;
-            }
-            assert!(Instant::now() < deadline, "no leader within {BOUND:?}");
-            tokio::time::sleep(POLL).await;
-        }
+        self.views().leader_where(|id| id != old).await
     }
 
     /// Adds node `id` (started) as a learner and waits until it has caught up.
@@ -228,33 +210,12 @@ impl Group {
 
     /// Waits until every running node has applied the same, whole log; returns its index.
     pub async fn until_converged(&self) -> u64 {
-        let deadline = Instant::now() + BOUND;
-        loop {
-            let mut positions = Vec::new();
-            for (&id, node) in &self.nodes {
-                if node.pid().is_some() {
-                    let view = self.view(id).await.unwrap_or_default();
-                    positions.push((view["appliedIndex"].as_u64(), view["lastLogIndex"].as_u64()));
-                }
-            }
-            let (applied, _) = positions[0];
-            if applied.is_some() && positions.iter().all(|&p| p == (applied, applied)) {
-                return applied.unwrap_or_default();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the nodes did not converge within {BOUND:?}: (applied, last) {positions:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        self.views().until_converged().await
     }
 
-    /// `xid`'s status as node `id` has applied it (`GET /api/v1/transactions/{xid}`).
-    pub async fn status_on(&self, id: u64, xid: &str) -> Option<String> {
-        let path = format!("/api/v1/transactions/{xid}");
-        let (status, body) = self.http(id, "GET", &path, None).await?;
-        let view: Value = serde_json::from_str(&body).ok()?;
-        (status == 200).then(|| view["status"].as_str().map(str::to_owned))?
+    /// Asserts that every running node knows every one of `xids` with the same status.
+    pub async fn assert_agree_on(&self, xids: &[String]) {
+        self.views().assert_agree_on(xids).await;
     }
 
     /// Cuts node `id` off from the other members' Raft traffic.

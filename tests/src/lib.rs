@@ -8,13 +8,22 @@ pub mod bank;
 mod clients;
 mod group;
 pub mod ledger;
+mod netns;
 mod partition;
 mod process;
+mod raft_client;
+mod views;
+mod volume;
 mod workload;
 
 pub use clients::{Peer, Role};
 pub use group::Group;
+pub use netns::NetworkLab;
 pub use process::{
-    CoordinatorProcess, Coordinators, SidecarProcess, free_port, http_get, txmesh_binary,
+    CoordinatorProcess, Coordinators, HttpRequest, SidecarProcess, free_port, http_get,
+    txmesh_binary,
 };
+pub use raft_client::{RaftModeClient, ReconnectTimer};
+pub use views::AdminViews;
+pub use volume::SmallVolume;
 pub use workload::{Report, Running, Workload};

@@ -113,6 +113,13 @@ impl CoordinatorProcess {
         terminate(&mut self.child);
     }
 
+    /// Whether the process was started and has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// Like [`CoordinatorProcess::start`], with `toml` as its `--config` file.
     pub fn start_with_config(data_dir: &Path, toml: &str) -> Self {
         let mut process = Self::new(data_dir.to_path_buf(), 1);
@@ -266,24 +273,58 @@ pub fn http_request(
     token: Option<&str>,
     json: Option<&str>,
 ) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(15)))
-        .ok()?;
-    let mut head = format!("{method} {path} HTTP/1.0\r\nHost: {addr}\r\n");
-    if let Some(token) = token {
-        head.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    let request = HttpRequest {
+        method: method.to_owned(),
+        path: path.to_owned(),
+        authorization: token.map(|token| format!("Bearer {token}")),
+        body: json.map(|json| ("application/json", json.to_owned())),
+        timeout: Duration::from_secs(15),
+    };
+    request.send(addr).ok()
+}
+
+/// One HTTP/1.0 request, its answer read to the end.
+pub struct HttpRequest {
+    /// GET, POST, ...
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// The whole `Authorization` header value.
+    pub authorization: Option<String>,
+    /// Content type and body.
+    pub body: Option<(&'static str, String)>,
+    /// For the connect and for each read.
+    pub timeout: Duration,
+}
+
+impl HttpRequest {
+    /// Sends it to `addr`: status code and body.
+    pub fn send(&self, addr: SocketAddr) -> std::io::Result<(u16, String)> {
+        let mut stream = TcpStream::connect_timeout(&addr, self.timeout)?;
+        stream.set_read_timeout(Some(self.timeout))?;
+        let mut head = format!("{} {} HTTP/1.0\r\nHost: {addr}\r\n", self.method, self.path);
+        if let Some(authorization) = &self.authorization {
+            head.push_str(&format!("Authorization: {authorization}\r\n"));
+        }
+        let (content_type, body) = self.body.clone().unwrap_or_default();
+        if self.body.is_some() {
+            head.push_str(&format!("Content-Type: {content_type}\r\n"));
+        }
+        write!(stream, "{head}Content-Length: {}\r\n\r\n{body}", body.len())?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        let malformed = || std::io::Error::other(format!("malformed HTTP answer {response:?}"));
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .ok_or_else(malformed)?;
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .ok_or_else(malformed)?;
+        Ok((status, body))
     }
-    let body = json.unwrap_or_default();
-    if json.is_some() {
-        head.push_str("Content-Type: application/json\r\n");
-    }
-    write!(stream, "{head}Content-Length: {}\r\n\r\n{body}", body.len()).ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-    Some((status, body))
 }
 
 /// A sidecar process with fixed loopback ports, so its application finds it again after a

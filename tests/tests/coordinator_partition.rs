@@ -79,17 +79,7 @@ async fn an_isolated_leader_acknowledges_nothing_and_the_majority_carries_on() {
     let report = workload.verify().await;
     let applied = group.until_converged().await;
     let xids = workload.xids();
-    for xid in &xids {
-        let mut statuses = Vec::new();
-        for id in 1..=3 {
-            statuses.push(group.status_on(id, xid).await);
-        }
-        assert!(statuses[0].is_some(), "{xid} is known: {statuses:?}");
-        assert!(
-            statuses.iter().all(|status| *status == statuses[0]),
-            "{xid}: the nodes disagree: {statuses:?}"
-        );
-    }
+    group.assert_agree_on(&xids).await;
     eprintln!(
         "converged at index {applied}; {} statuses agree; {report:?}",
         xids.len()
