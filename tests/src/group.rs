@@ -194,18 +194,7 @@ impl Group {
 
     /// Waits until node `id` is ready: a member, caught up with the leader.
     pub async fn until_ready(&self, id: u64) {
-        let deadline = Instant::now() + BOUND;
-        while self
-            .http(id, "GET", "/readyz", None)
-            .await
-            .is_none_or(|(status, _)| status != 200)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "node {id} not ready within {BOUND:?}"
-            );
-            tokio::time::sleep(POLL).await;
-        }
+        self.views().until_ready(id).await;
     }
 
     /// Waits until every running node has applied the same, whole log; returns its index.

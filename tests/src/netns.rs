@@ -70,6 +70,7 @@ impl NetworkLab {
             bridge: bridge.clone(),
             hosts: Vec::new(),
         };
+        made.remove_leftovers(nodes);
         ip(&["link", "add", &bridge, "type", "bridge"]);
         ip(&["link", "set", &bridge, "up"]);
         for id in 1..=nodes {
@@ -86,6 +87,19 @@ impl NetworkLab {
             made.wait_started(id);
         }
         made
+    }
+
+    /// Removes what a run of the same lab number that was killed before it could clean up
+    /// may have left.
+    fn remove_leftovers(&self, nodes: u64) {
+        let quietly = |args: &[&str]| {
+            let _ = Command::new("ip").args(args).stderr(Stdio::null()).status();
+        };
+        for id in 1..=nodes {
+            quietly(&["netns", "delete", &format!("txm{}n{id}", self.lab)]);
+            quietly(&["link", "delete", &format!("txt{}n{id}", self.lab)]);
+        }
+        quietly(&["link", "delete", &self.bridge]);
     }
 
     fn group_ip(&self, id: u64) -> Ipv4Addr {
@@ -169,7 +183,7 @@ impl NetworkLab {
 
     fn wait_started(&self, id: u64) {
         let deadline = Instant::now() + START_BOUND;
-        while !http_get(self.http_addr(id), "/api/v1/cluster").is_some_and(|(s, _)| s == 200) {
+        while http_get(self.http_addr(id), "/api/v1/cluster").is_none_or(|(s, _)| s != 200) {
             assert!(
                 Instant::now() < deadline,
                 "node {id} did not start within {START_BOUND:?}"

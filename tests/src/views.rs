@@ -55,6 +55,22 @@ impl AdminViews {
         }
     }
 
+    /// Waits until node `id` is ready: running, a member, caught up with the leader.
+    pub async fn until_ready(&self, id: u64) {
+        let deadline = Instant::now() + BOUND;
+        while self
+            .get(id, "/readyz")
+            .await
+            .is_none_or(|(status, _)| status != 200)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "node {id} not ready within {BOUND:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// Waits until every node has applied the same, whole log; returns its index.
     pub async fn until_converged(&self) -> u64 {
         let deadline = Instant::now() + BOUND;

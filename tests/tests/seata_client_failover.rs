@@ -290,6 +290,17 @@ fn leaders_named(body: &str, by_port: &BTreeMap<u16, u64>) -> (u64, Vec<u64>) {
     (answer["term"].as_u64().expect("a term"), leaders)
 }
 
+/// Tells the pollers to stop when dropped, also when an assertion fails first (the runtime
+/// would otherwise wait for them forever).
+#[derive(Default)]
+struct StopOnDrop(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metadata_never_names_a_term_without_its_leader() {
     let _one = ONE_AT_A_TIME.lock().await;
@@ -328,12 +339,12 @@ async fn metadata_never_names_a_term_without_its_leader() {
             })
         })
         .collect();
-    let stop_polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_polling = StopOnDrop::default();
     let pollers: Vec<_> = survivors
         .iter()
         .map(|&id| {
             let addr = group.node(id).http_addr();
-            let stop = stop_polling.clone();
+            let stop = stop_polling.0.clone();
             tokio::task::spawn_blocking(move || {
                 let mut answers = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -362,7 +373,7 @@ async fn metadata_never_names_a_term_without_its_leader() {
         );
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    stop_polling.store(true, std::sync::atomic::Ordering::Relaxed);
+    drop(stop_polling);
     let mut seen = 0;
     for poller in pollers {
         let (id, answers) = poller.await.expect("poller ran");
