@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::check_host_port;
+
 /// Everything `run` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -60,22 +62,16 @@ impl Peer {
         let id = id
             .trim()
             .parse()
-            .map_err(|_| format!("peer {text:?} has no numeric id"))?;
+            .ok()
+            .filter(|&id| id != 0)
+            .ok_or_else(|| format!("peer {text:?} has no node id (a number from 1)"))?;
         let addr = addr.trim();
-        if !is_host_port(addr) {
-            return Err(format!("peer {text:?} has no host:port address"));
-        }
+        check_host_port(addr).map_err(|error| format!("peer {text:?}: {error}"))?;
         Ok(Self {
             id,
             addr: addr.to_owned(),
         })
     }
-}
-
-/// Whether `addr` is `host:port` with a host and a numeric port.
-pub fn is_host_port(addr: &str) -> bool {
-    addr.rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// The console account of Seata's `POST /api/v1/auth/login`. Defaults are Seata's own
@@ -306,7 +302,14 @@ mod tests {
     fn peers_parse_and_default_to_this_node() {
         let peer = Peer::parse("2=tc-1.tc.ns.svc:9091").expect("valid");
         assert_eq!((peer.id, peer.addr.as_str()), (2, "tc-1.tc.ns.svc:9091"));
-        for bad in ["2", "x=host:1", "2=host", "2=:9091", "2=host:port"] {
+        for bad in [
+            "2",
+            "x=host:1",
+            "0=host:1",
+            "2=host",
+            "2=:9091",
+            "2=host:port",
+        ] {
             assert!(Peer::parse(bad).is_err(), "{bad}");
         }
         let config = CoordinatorConfig::default();

@@ -5,6 +5,7 @@
 //! (consensus, batching) ← [`tc`] (Seata semantics) and [`drivers`] (phase two, timeouts)
 //! ← [`server`] (Seata RPC) and [`admin`] (HTTP: probes, [`metrics`], operator API).
 
+pub mod address;
 pub mod admin;
 pub mod config;
 pub mod drivers;
