@@ -12,8 +12,9 @@ use txmesh_coordinator::config::Peer;
 /// Options of `txmesh coordinator`.
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// TOML file with tuning (the `[server]`, `[recovery]`, `[locks]` and `[raft]` tables, and
-    /// any of the settings below in kebab-case).
+    /// TOML file with tuning (the `[server]` table, with the connection and frame limits, and
+    /// the `[recovery]`, `[locks]` and `[raft]` tables, and any of the settings below in
+    /// kebab-case).
     #[arg(long, env = "TXMESH_CONFIG")]
     config: Option<PathBuf>,
 

@@ -158,8 +158,19 @@ impl CoordinatorConfig {
 pub struct ServerTuning {
     /// Close a connection after this long without inbound bytes (Seata: 15 s).
     pub read_idle_timeout_ms: u64,
-    /// Largest frame accepted (Seata: 8 MiB).
+    /// Largest frame accepted from a registered peer (Seata: 8 MiB).
     pub max_frame_len: usize,
+    /// Largest frame accepted before a peer has registered: a registration is a few hundred
+    /// bytes, so a peer that never registers cannot make the server buffer megabytes
+    /// (Seata has no such limit).
+    pub unregistered_max_frame_len: usize,
+    /// Most connections open at once; past it a connection is closed as soon as it is
+    /// accepted (Seata has no limit).
+    pub max_connections: usize,
+    /// Most bytes of partly received frames buffered across all connections, each frame over
+    /// 8 KiB counted at its declared length; a connection whose frame would go past it is
+    /// closed (Seata has no limit).
+    pub max_buffered_frame_bytes: usize,
     /// Version reported in registration answers. At least 2.6.0 so 2.7 RMs unregister on
     /// shutdown, which txmesh handles.
     pub version: String,
@@ -170,6 +181,9 @@ impl Default for ServerTuning {
         Self {
             read_idle_timeout_ms: 15_000,
             max_frame_len: txmesh_seata::DEFAULT_MAX_FRAME_LEN,
+            unregistered_max_frame_len: 64 * 1024,
+            max_connections: 10_000,
+            max_buffered_frame_bytes: 64 * 1024 * 1024,
             version: "2.7.0".into(),
         }
     }
@@ -287,9 +301,13 @@ mod tests {
 
     #[test]
     fn toml_overrides_only_what_it_names() {
-        let config =
-            CoordinatorConfig::from_toml("[recovery]\nretry-max-ms = 8000\n").expect("valid");
+        let config = CoordinatorConfig::from_toml(
+            "[recovery]\nretry-max-ms = 8000\n[server]\nmax-connections = 100\n",
+        )
+        .expect("valid");
         assert_eq!(config.recovery.retry_max_ms, 8_000);
+        assert_eq!(config.server.max_connections, 100);
+        assert_eq!(config.server.unregistered_max_frame_len, 65_536);
         assert_eq!(config.recovery.retry_initial_ms, 1_000);
         assert_eq!(config.seata_addr.port(), 8091);
         assert!(

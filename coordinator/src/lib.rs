@@ -91,11 +91,12 @@ impl Coordinator {
         ));
         let (stop, stopped) = watch::channel(false);
         let (leading, serving) = watch::channel(false);
-        let ctx = Arc::new(ServerContext {
+        let ctx = Arc::new(ServerContext::new(
             tc,
-            registry: registry.clone(),
-            tuning: config.server.clone(),
-        });
+            registry.clone(),
+            config.server.clone(),
+            node.metrics.connections(),
+        ));
         let membership = Arc::new(Membership::new(node.clone(), &config));
         let advertised = membership.advertised().clone();
         let admin = Admin::new(node.clone(), phase_two.clone(), membership, &config);

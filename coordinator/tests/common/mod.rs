@@ -77,6 +77,14 @@ impl Reply {
     }
 }
 
+/// The value of the sample `name` (with its labels, as exposed) in a metrics exposition.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
 /// A request body and its media type.
 pub struct Body<'a> {
     pub content_type: &'a str,
