@@ -13,8 +13,9 @@ use txmesh_coordinator::{CoordinatorConfig, Ended};
 /// Options of `txmesh coordinator`.
 #[derive(Debug, Args)]
 pub struct CoordinatorArgs {
-    /// TOML file with tuning (the `[server]`, `[recovery]`, `[locks]`, `[raft]` and `[storage]`
-    /// tables, and any of the settings below in kebab-case).
+    /// TOML file with tuning (the `[server]` table, with the connection and frame limits, and
+    /// the `[recovery]`, `[locks]`, `[raft]` and `[storage]` tables, and any of the settings
+    /// below in kebab-case).
     #[arg(long, env = "TXMESH_CONFIG")]
     config: Option<PathBuf>,
 

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::address::check_host_port;
+
 /// Everything `run` needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
@@ -62,22 +64,16 @@ impl Peer {
         let id = id
             .trim()
             .parse()
-            .map_err(|_| format!("peer {text:?} has no numeric id"))?;
+            .ok()
+            .filter(|&id| id != 0)
+            .ok_or_else(|| format!("peer {text:?} has no node id (a number from 1)"))?;
         let addr = addr.trim();
-        if !is_host_port(addr) {
-            return Err(format!("peer {text:?} has no host:port address"));
-        }
+        check_host_port(addr).map_err(|error| format!("peer {text:?}: {error}"))?;
         Ok(Self {
             id,
             addr: addr.to_owned(),
         })
     }
-}
-
-/// Whether `addr` is `host:port` with a host and a numeric port.
-pub fn is_host_port(addr: &str) -> bool {
-    addr.rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
 }
 
 /// The console account of Seata's `POST /api/v1/auth/login`. Defaults are Seata's own
@@ -165,8 +161,19 @@ impl CoordinatorConfig {
 pub struct ServerTuning {
     /// Close a connection after this long without inbound bytes (Seata: 15 s).
     pub read_idle_timeout_ms: u64,
-    /// Largest frame accepted (Seata: 8 MiB).
+    /// Largest frame accepted from a registered peer (Seata: 8 MiB).
     pub max_frame_len: usize,
+    /// Largest frame accepted before a peer has registered: a registration is a few hundred
+    /// bytes, so a peer that never registers cannot make the server buffer megabytes
+    /// (Seata has no such limit).
+    pub unregistered_max_frame_len: usize,
+    /// Most connections open at once; past it a connection is closed as soon as it is
+    /// accepted (Seata has no limit).
+    pub max_connections: usize,
+    /// Most bytes of partly received frames buffered across all connections, each frame over
+    /// 8 KiB counted at its declared length; a connection whose frame would go past it is
+    /// closed (Seata has no limit).
+    pub max_buffered_frame_bytes: usize,
     /// Version reported in registration answers. At least 2.6.0 so 2.7 RMs unregister on
     /// shutdown, which txmesh handles.
     pub version: String,
@@ -177,6 +184,9 @@ impl Default for ServerTuning {
         Self {
             read_idle_timeout_ms: 15_000,
             max_frame_len: txmesh_seata::DEFAULT_MAX_FRAME_LEN,
+            unregistered_max_frame_len: 64 * 1024,
+            max_connections: 10_000,
+            max_buffered_frame_bytes: 64 * 1024 * 1024,
             version: "2.7.0".into(),
         }
     }
@@ -316,9 +326,13 @@ mod tests {
 
     #[test]
     fn toml_overrides_only_what_it_names() {
-        let config =
-            CoordinatorConfig::from_toml("[recovery]\nretry-max-ms = 8000\n").expect("valid");
+        let config = CoordinatorConfig::from_toml(
+            "[recovery]\nretry-max-ms = 8000\n[server]\nmax-connections = 100\n",
+        )
+        .expect("valid");
         assert_eq!(config.recovery.retry_max_ms, 8_000);
+        assert_eq!(config.server.max_connections, 100);
+        assert_eq!(config.server.unregistered_max_frame_len, 65_536);
         assert_eq!(config.recovery.retry_initial_ms, 1_000);
         assert_eq!(config.seata_addr.port(), 8091);
         assert!(
@@ -331,7 +345,14 @@ mod tests {
     fn peers_parse_and_default_to_this_node() {
         let peer = Peer::parse("2=tc-1.tc.ns.svc:9091").expect("valid");
         assert_eq!((peer.id, peer.addr.as_str()), (2, "tc-1.tc.ns.svc:9091"));
-        for bad in ["2", "x=host:1", "2=host", "2=:9091", "2=host:port"] {
+        for bad in [
+            "2",
+            "x=host:1",
+            "0=host:1",
+            "2=host",
+            "2=:9091",
+            "2=host:port",
+        ] {
             assert!(Peer::parse(bad).is_err(), "{bad}");
         }
         let config = CoordinatorConfig::default();

@@ -5,6 +5,7 @@
 //! (consensus, batching) ← [`tc`] (Seata semantics) and [`drivers`] (phase two, timeouts)
 //! ← [`server`] (Seata RPC) and [`admin`] (HTTP: probes, [`metrics`], operator API).
 
+pub mod address;
 pub mod admin;
 pub mod announced;
 pub mod config;
@@ -96,11 +97,12 @@ impl Coordinator {
         ));
         let (stop, stopped) = watch::channel(false);
         let (leading, serving) = watch::channel(false);
-        let ctx = Arc::new(ServerContext {
+        let ctx = Arc::new(ServerContext::new(
             tc,
-            registry: registry.clone(),
-            tuning: config.server.clone(),
-        });
+            registry.clone(),
+            config.server.clone(),
+            node.metrics.connections(),
+        ));
         let membership = Arc::new(Membership::new(node.clone(), &config));
         let advertised = membership.advertised().clone();
         let admin = Admin::new(node.clone(), phase_two.clone(), membership, &config);

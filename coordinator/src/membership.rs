@@ -21,8 +21,9 @@ use openraft::{BasicNode, ChangeMembers, ServerState};
 use serde::Serialize;
 use txmesh_api::raft::v1::{DescribeRequest, ElectRequest, NodeDescription};
 
+use crate::address::{AddressError, check_host_port};
 use crate::announced::Announcer;
-use crate::config::{CoordinatorConfig, is_host_port};
+use crate::config::CoordinatorConfig;
 use crate::health::NotServing;
 use crate::node::Node;
 use crate::raft::{
@@ -125,8 +126,11 @@ pub enum MembershipError {
     #[error("node {0} is not a member")]
     UnknownMember(NodeId),
     /// The address is not `host:port`.
-    #[error("address {0:?} is not host:port")]
-    InvalidAddress(String),
+    #[error(transparent)]
+    InvalidAddress(#[from] AddressError),
+    /// Node ids start at 1.
+    #[error("0 is not a node id: node ids start at 1")]
+    InvalidNodeId,
     /// The id is a member already, at another address.
     #[error(
         "node {id} is already a member at {current}; remove it before adding it at {requested}"
@@ -321,9 +325,8 @@ impl Membership {
     /// Adds `id` at Raft address `address` as a learner; returns at once, while it catches up.
     /// Already being a member at that address is success, with nothing changed (`false`).
     pub async fn add_learner(&self, id: NodeId, address: &str) -> Result<bool, MembershipError> {
-        if !is_host_port(address) {
-            return Err(MembershipError::InvalidAddress(address.to_owned()));
-        }
+        check_node_id(id)?;
+        check_host_port(address)?;
         let (_change, metrics) = self.begin_change().await?;
         let membership = metrics.membership_config.membership();
         if let Some(node) = membership.get_node(&id) {
@@ -354,6 +357,7 @@ impl Membership {
     /// Makes learner `id` a voter, once it is caught up. A voter already is success, with
     /// nothing changed.
     pub async fn promote(&self, id: NodeId) -> Result<bool, MembershipError> {
+        check_node_id(id)?;
         let (_change, metrics) = self.begin_change().await?;
         let membership = metrics.membership_config.membership();
         if membership.get_node(&id).is_none() {
@@ -379,6 +383,7 @@ impl Membership {
     /// Removes member `id`, voter or learner. Refuses to remove the leader, and to remove a
     /// voter when the voters left would not have a reachable, caught-up majority.
     pub async fn remove(&self, id: NodeId) -> Result<bool, MembershipError> {
+        check_node_id(id)?;
         let (_change, metrics) = self.begin_change().await?;
         if id == metrics.id {
             return Err(MembershipError::RemovingLeader(id));
@@ -406,6 +411,7 @@ impl Membership {
     /// campaigning, asks the target to campaign, and waits until a leader is known again. This
     /// node leading already is success, with nothing changed.
     pub async fn transfer_leadership(&self, target: NodeId) -> Result<bool, MembershipError> {
+        check_node_id(target)?;
         let (_change, metrics) = self.begin_change().await?;
         if target == metrics.id {
             return Ok(false);
@@ -727,6 +733,15 @@ impl Membership {
                 || membership.get_joint_config().len() > 1,
             members,
         }
+    }
+}
+
+/// Refuses node id 0: openraft takes any u64, but txmesh ids start at 1 (a StatefulSet's pod
+/// `-0` is node 1), so a 0 is a caller's mistake, not a member to add.
+fn check_node_id(id: NodeId) -> Result<(), MembershipError> {
+    match id {
+        0 => Err(MembershipError::InvalidNodeId),
+        _ => Ok(()),
     }
 }
 

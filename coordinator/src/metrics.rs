@@ -16,7 +16,8 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use txmesh_seata::GlobalStatus;
@@ -41,6 +42,22 @@ pub struct Metrics {
     lock_waits: Counter,
     lock_conflicts: Counter,
     lock_deadlocks: Counter,
+    connections: ConnectionMetrics,
+}
+
+/// A `reason` label.
+pub(crate) type Reason = [(&'static str, &'static str); 1];
+
+/// What the Seata server's limits record; clones share the values. Its connections and
+/// buffer claims are counted on the gauges themselves (see `server::limits`).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionMetrics {
+    /// Connections open.
+    pub(crate) open: Gauge,
+    /// Bytes claimed from the frame-buffer budget.
+    pub(crate) buffered: Gauge,
+    /// Connections refused or closed by a limit, by reason.
+    pub(crate) refused: Family<Reason, Counter>,
 }
 
 impl Default for Metrics {
@@ -60,6 +77,7 @@ impl Default for Metrics {
             lock_waits: Counter::default(),
             lock_conflicts: Counter::default(),
             lock_deadlocks: Counter::default(),
+            connections: ConnectionMetrics::default(),
         }
     }
 }
@@ -155,6 +173,23 @@ impl Metrics {
         for (name, help, histogram) in histograms {
             registry.register_with_unit(name, help, Unit::Seconds, histogram.clone());
         }
+        let connections = &self.connections;
+        registry.register(
+            "connections_open",
+            "Seata RPC connections open",
+            connections.open.clone(),
+        );
+        registry.register_with_unit(
+            "frame_buffer",
+            "Declared lengths of the partly received Seata frames held against the frame-buffer budget",
+            Unit::Bytes,
+            connections.buffered.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Seata RPC connections refused or closed by a limit or for bad framing, by reason",
+            connections.refused.clone(),
+        );
         registry.register(
             "raft_entries_per_fsync",
             "Log entries made durable by one WAL fsync",
@@ -218,6 +253,11 @@ impl Metrics {
     /// Records how long a proposal took to be applied.
     pub(crate) fn observe_apply(&self, took: Duration) {
         self.raft_apply_latency.observe(took.as_secs_f64());
+    }
+
+    /// What the Seata server's limits record into.
+    pub(crate) fn connections(&self) -> ConnectionMetrics {
+        self.connections.clone()
     }
 
     /// The histogram the log syncer records its batch sizes in.

@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{BOUND, Reply, begin, bounded, branch, commit, http, loopback_config};
+use common::{BOUND, Reply, begin, bounded, branch, commit, http, loopback_config, sample};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use txmesh_coordinator::{Coordinator, CoordinatorConfig};
@@ -351,13 +351,6 @@ async fn the_operator_decides_transactions_with_the_token() {
 }
 
 /// The value of the sample `name` (with its labels) in an OpenMetrics exposition.
-fn sample(exposition: &str, name: &str) -> Option<f64> {
-    exposition.lines().find_map(|line| {
-        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
-        value.parse().ok()
-    })
-}
-
 #[tokio::test]
 async fn metrics_count_the_lifecycle_and_read_the_state() {
     let harness = Harness::start(None).await;

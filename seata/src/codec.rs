@@ -36,6 +36,18 @@ impl FrameCodec {
         self.max_frame_len
     }
 
+    /// Changes the frame limit, for the frames not yet decoded: a server keeps it small until
+    /// its peer has registered.
+    pub fn set_max_frame_len(&mut self, max_frame_len: usize) {
+        self.max_frame_len = max_frame_len;
+    }
+
+    /// The length the frame at the front of `src` declares, once its length field is there.
+    /// The decoder never allocates it: the buffer grows only as bytes arrive.
+    pub fn declared_len(src: &[u8]) -> Option<usize> {
+        claimed_len(src)
+    }
+
     /// Sets the dialect frames are encoded in (learned when the peer registers).
     pub fn set_dialect(&mut self, dialect: Dialect) {
         self.dialect = dialect;
@@ -174,7 +186,35 @@ fn diagnose(start: &[u8]) -> &'static str {
 
 #[cfg(test)]
 mod tests {
-    use super::diagnose;
+    use bytes::BytesMut;
+    use tokio_util::codec::Decoder;
+
+    use super::{FrameCodec, diagnose};
+    use crate::error::FrameError;
+
+    /// The header of a frame declaring `len` bytes.
+    fn header(len: u32) -> BytesMut {
+        let mut buf = BytesMut::from(&[0xda, 0xda, 1][..]);
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf
+    }
+
+    #[test]
+    fn a_declared_length_is_refused_or_waited_for_without_allocating_it() {
+        let mut codec = FrameCodec::new(64 * 1024);
+        let mut big = header(8 * 1024 * 1024 - 1);
+        assert!(matches!(
+            codec.decode(&mut big),
+            Err(FrameError::TooLong { max: 65_536, .. })
+        ));
+        let mut within = header(60 * 1024);
+        let capacity = within.capacity();
+        assert!(matches!(codec.decode(&mut within), Ok(None)));
+        assert_eq!(within.capacity(), capacity, "nothing reserved up front");
+        assert_eq!(FrameCodec::declared_len(&within), Some(60 * 1024));
+        codec.set_max_frame_len(8 * 1024 * 1024);
+        assert!(matches!(codec.decode(&mut big), Ok(None)));
+    }
 
     #[test]
     fn two_bytes_are_enough_to_recognise_http_and_tls() {

@@ -263,9 +263,24 @@ async fn stopped(mut stop: watch::Receiver<bool>) {
     until_stopped(&mut stop).await;
 }
 
+/// Most calls and streams one application connection has at once (HTTP/2 streams beyond it
+/// wait in the client): an application that leaks calls cannot make the sidecar hold
+/// unbounded state for them.
+const MAX_STREAMS_PER_CONNECTION: u32 = 1_024;
+/// Largest header block a call may send.
+const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+
+/// The gRPC server with its limits (message sizes are the services', see [`Api::router`]).
+fn grpc_server() -> Server {
+    Server::builder()
+        .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+        .concurrency_limit_per_connection(MAX_STREAMS_PER_CONNECTION as usize)
+        .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+}
+
 async fn serve_tcp(listener: TcpListener, api: Api, stop: watch::Receiver<bool>) {
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let served = Server::builder()
+    let served = grpc_server()
         .add_routes(api.router())
         .serve_with_incoming_shutdown(incoming, stopped(stop))
         .await;
@@ -276,7 +291,7 @@ async fn serve_tcp(listener: TcpListener, api: Api, stop: watch::Receiver<bool>)
 
 async fn serve_uds(listener: tokio::net::UnixListener, api: Api, stop: watch::Receiver<bool>) {
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let served = Server::builder()
+    let served = grpc_server()
         .add_routes(api.router())
         .serve_with_incoming_shutdown(incoming, stopped(stop))
         .await;

@@ -129,6 +129,7 @@ fn refusal(error: MembershipError) -> ApiError {
         E::Busy => (StatusCode::CONFLICT, "Busy"),
         E::UnknownMember(_) => (StatusCode::NOT_FOUND, "UnknownMember"),
         E::InvalidAddress(_) => (StatusCode::BAD_REQUEST, "InvalidAddress"),
+        E::InvalidNodeId => (StatusCode::BAD_REQUEST, "InvalidNodeId"),
         E::MemberElsewhere { .. } => (StatusCode::CONFLICT, "MemberElsewhere"),
         E::AddressTaken { .. } => (StatusCode::CONFLICT, "AddressTaken"),
         E::NotCaughtUp { .. } => (StatusCode::CONFLICT, "NotCaughtUp"),

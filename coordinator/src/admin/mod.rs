@@ -4,6 +4,7 @@
 //! and are refused when none is configured.
 
 mod auth;
+mod body;
 mod cluster;
 mod discovery;
 mod error;
@@ -18,6 +19,8 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{delete, get, post};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -100,5 +103,8 @@ fn router(admin: Arc<Admin>) -> Router {
         .route("/metadata/v1/watch", post(discovery::watch))
         .fallback(error::no_route)
         .method_not_allowed_fallback(error::wrong_method)
+        .layer(middleware::from_fn(body::bounded))
+        // The limit `body::bounded` reads bodies with (the outer layer runs first).
+        .layer(DefaultBodyLimit::max(body::MAX_BODY_BYTES))
         .with_state(admin)
 }

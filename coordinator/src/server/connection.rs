@@ -15,22 +15,25 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use txmesh_seata::TransactionExceptionCode as Code;
 use txmesh_seata::message::*;
-use txmesh_seata::{Dialect, Frame, FrameCodec, FrameType, Message, MsgLength, RawFrame};
+use txmesh_seata::{Dialect, Frame, FrameType, Message, MsgLength, RawFrame};
 
 use super::ServerContext;
+use super::framing::BoundedFrames;
 use super::handle::{ConnHandle, DispatchError, Shared};
+use super::limits::Slot;
 use super::registry::client_id;
 use crate::tc::{Caller, failure_answer};
 
 /// Stop gathering queued answers into one write beyond this many bytes.
 const MAX_COALESCED_BYTES: usize = 256 * 1024;
 
-/// Serves one accepted connection until it closes.
+/// Serves one accepted connection until it closes, holding its `slot` until then.
 pub(crate) async fn serve(
     stream: TcpStream,
     peer: SocketAddr,
     ctx: Arc<ServerContext>,
     conn_id: u64,
+    _slot: Slot,
 ) {
     if let Err(error) = stream.set_nodelay(true) {
         tracing::debug!(%peer, %error, "TCP_NODELAY not set");
@@ -51,7 +54,13 @@ pub(crate) async fn serve(
         },
         caller: None,
     };
-    let frames = FramedRead::new(read_half, FrameCodec::new(ctx.tuning.max_frame_len));
+    let tuning = &ctx.tuning;
+    let decoder = BoundedFrames::new(
+        tuning.unregistered_max_frame_len,
+        tuning.max_frame_len,
+        ctx.limits.claim(),
+    );
+    let frames = FramedRead::new(read_half, decoder);
     connection.read_loop(frames).await;
     ctx.registry.remove_connection(conn_id);
     shared.correlation.fail_all(|| DispatchError::Closed);
@@ -90,7 +99,7 @@ impl Connection {
 
     async fn read_loop(
         &mut self,
-        mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, FrameCodec>,
+        mut frames: FramedRead<tokio::net::tcp::OwnedReadHalf, BoundedFrames>,
     ) {
         let idle = self.ctx.tuning.read_idle_timeout();
         let peer = self.shared().peer;
@@ -101,9 +110,18 @@ impl Connection {
                 }
                 Ok(None) => return,
                 Ok(Some(Err(error))) => {
-                    return tracing::warn!(%peer, %error, "closing a connection that broke framing");
+                    return match error.refusal() {
+                        Some(refusal) => self.ctx.limits.refuse(peer, refusal, &error),
+                        None => tracing::debug!(%peer, %error, "connection failed"),
+                    };
                 }
-                Ok(Some(Ok(frame))) => self.dispatch(frame),
+                Ok(Some(Ok(frame))) => {
+                    let registered = self.caller.is_some();
+                    self.dispatch(frame);
+                    if !registered && self.caller.is_some() {
+                        frames.decoder_mut().registered();
+                    }
+                }
             }
         }
     }
@@ -120,7 +138,14 @@ impl Connection {
                     Ok(None) => {}
                     // The framing is intact: drop this frame only, and keep the connection.
                     Err(error) => {
-                        tracing::warn!(peer = %self.shared().peer, id, %error, "undecodable request dropped")
+                        let peer = self.shared().peer;
+                        if self
+                            .ctx
+                            .limits
+                            .first_in_a_while(peer.ip(), "undecodable request")
+                        {
+                            tracing::warn!(%peer, id, %error, "undecodable request dropped (logged once a minute per address)")
+                        }
                     }
                 }
             }
@@ -272,7 +297,14 @@ impl Connection {
 
     /// Seata closes connections that skip registration; an answer saying why is kinder.
     fn refuse_unregistered(&self, id: i32, request: &Message) {
-        tracing::warn!(peer = %self.shared().peer, kind = request.type_name(), "request before registration refused");
+        let peer = self.shared().peer;
+        if self
+            .ctx
+            .limits
+            .first_in_a_while(peer.ip(), "unregistered request")
+        {
+            tracing::warn!(%peer, kind = request.type_name(), "request before registration refused (logged once a minute per address)");
+        }
         if let Some(answer) = failure_answer(
             request,
             TxResult::failure(

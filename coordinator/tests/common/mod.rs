@@ -77,6 +77,14 @@ impl Reply {
     }
 }
 
+/// The value of the sample `name` (with its labels, as exposed) in a metrics exposition.
+pub fn sample(exposition: &str, name: &str) -> Option<f64> {
+    exposition.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.parse().ok()
+    })
+}
+
 /// A request body and its media type.
 pub struct Body<'a> {
     pub content_type: &'a str,
@@ -112,7 +120,6 @@ pub async fn send(
     token: Option<&str>,
     body: Option<Body<'_>>,
 ) -> Reply {
-    let mut stream = bounded(TcpStream::connect(addr)).await.expect("connects");
     let authorization = token
         .map(|token| format!("Authorization: Bearer {token}\r\n"))
         .unwrap_or_default();
@@ -127,9 +134,22 @@ pub async fn send(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{authorization}{content_type}Content-Length: {}\r\n\r\n{text}",
         text.len()
     );
-    stream.write_all(request.as_bytes()).await.expect("sends");
+    exchange(addr, request.as_bytes()).await
+}
+
+/// Writes `request` as given on a fresh connection; the answer, read until the server closes
+/// the connection.
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = bounded(TcpStream::connect(addr)).await.expect("connects");
+    // A server may answer before it has read all of a request (a body it refuses) and close
+    // the connection under the write: its answer is still there to read.
+    let written = stream.write_all(request).await;
     let mut raw = Vec::new();
-    bounded(stream.read_to_end(&mut raw)).await.expect("reads");
+    let read = bounded(stream.read_to_end(&mut raw)).await;
+    assert!(
+        !raw.is_empty() || (written.is_ok() && read.is_ok()),
+        "no answer: {written:?} {read:?}"
+    );
     let raw = String::from_utf8(raw).expect("UTF-8 answer");
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete answer");
     let mut lines = head.lines();

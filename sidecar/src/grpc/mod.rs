@@ -23,6 +23,10 @@ use crate::metrics::Metrics;
 use crate::phase_two::PhaseTwoHandler;
 use crate::upstream::Upstream;
 
+/// Largest message a call may send: every request is a few fields, an AT lock key of a
+/// thousand rows is tens of kilobytes (tonic's default is 4 MiB).
+const MAX_MESSAGE_BYTES: usize = 1024 * 1024;
+
 /// What the services share.
 struct Inner {
     upstream: Upstream<PhaseTwoHandler>,
@@ -59,11 +63,17 @@ impl Api {
         }
     }
 
-    /// A router serving the three services.
+    /// A router serving the three services, each refusing messages over 1 MiB.
     pub fn router(&self) -> tonic::service::Routes {
-        tonic::service::Routes::new(TransactionsServer::new(self.clone()))
-            .add_service(BranchesServer::new(self.clone()))
-            .add_service(ParticipantServer::new(self.clone()))
+        let transactions =
+            TransactionsServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let branches =
+            BranchesServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        let participant =
+            ParticipantServer::new(self.clone()).max_decoding_message_size(MAX_MESSAGE_BYTES);
+        tonic::service::Routes::new(transactions)
+            .add_service(branches)
+            .add_service(participant)
     }
 
     /// Runs one unary call, recording it under `method`.
