@@ -117,10 +117,12 @@ chart-test: deps-python
 
 # The soaks, ignored by `make test`: 20 leader kills that may lose nothing acknowledged, and
 # 40 leader kills each of which a Seata raft-mode client must get over within 2 s.
+# Built as `make test` builds (the whole workspace, so the same features and no second RocksDB
+# build; the tests need the txmesh binary that build makes).
 soak: deps
-	$(CARGO) build -p txmesh
-	$(CARGO) test -p txmesh-e2e --test coordinator_soak -- --ignored --nocapture
-	$(CARGO) test -p txmesh-e2e --test seata_client_failover -- --ignored --nocapture
+	$(CARGO) test --workspace --no-run
+	$(CARGO) test --workspace --test coordinator_soak -- --ignored --nocapture
+	$(CARGO) test --workspace --test seata_client_failover -- --ignored --nocapture
 
 lint: deps fmt-check clippy
 
