@@ -310,6 +310,16 @@ async fn soak_forty_leader_kills_as_a_seata_client_sees_them() {
     );
 }
 
+/// A three-node group under the Seata client's load, committing.
+async fn loaded_group() -> (TempDir, Group, Arc<Client>, Load) {
+    let dir = TempDir::new().expect("temp dir");
+    let group = Group::start(dir.path(), 3).await;
+    let client = seata_client(&group, fast_reconnect()).await;
+    let load = Load::start(client.clone());
+    load.until_commits(50).await;
+    (dir, group, client, load)
+}
+
 /// Sends SIGSTOP or SIGCONT to `pid`.
 fn signal(pid: u32, signal: &str) {
     let status = std::process::Command::new("kill")
@@ -322,11 +332,7 @@ fn signal(pid: u32, signal: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_leader_is_left_for_its_successor_and_rejoins_without_acknowledging_anything() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new().expect("temp dir");
-    let group = Group::start(dir.path(), 3).await;
-    let client = seata_client(&group, fast_reconnect()).await;
-    let load = Load::start(client.clone());
-    load.until_commits(50).await;
+    let (_dir, group, client, load) = loaded_group().await;
 
     let paused = group.leader().await;
     let pid = group.node(paused).pid().expect("running");
@@ -484,11 +490,7 @@ async fn metadata_never_names_a_term_without_its_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_every_node_alive_commits_never_stop_for_an_election_timeout() {
     let _one = ONE_AT_A_TIME.lock().await;
-    let dir = TempDir::new().expect("temp dir");
-    let group = Group::start(dir.path(), 3).await;
-    let client = seata_client(&group, fast_reconnect()).await;
-    let load = Load::start(client.clone());
-    load.until_commits(50).await;
+    let (_dir, _group, client, load) = loaded_group().await;
     let since = Instant::now();
     tokio::time::sleep(Duration::from_secs(30)).await;
     let gaps = load.commit_gaps(since);

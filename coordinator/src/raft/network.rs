@@ -244,42 +244,49 @@ mod tests {
 
     use super::*;
 
-    /// A peer port that takes each connection and drops it as a partition does: at once, or
-    /// with a reset once the request has arrived.
-    async fn breaking_peer(reset: bool) -> String {
+    /// A peer port that hands each connection to `behave`.
+    async fn peer<F, Fut>(behave: F) -> String
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("address");
         tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                if reset {
-                    let mut buffer = [0u8; 4096];
-                    let _ = stream.read(&mut buffer).await;
-                    let _ = stream.set_zero_linger();
-                }
-                drop(stream);
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(behave(stream));
             }
         });
         format!("http://{addr}")
     }
 
-    /// A peer port that takes each connection and reads, but never answers: a peer too busy
-    /// to answer in time.
-    async fn silent_peer() -> String {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("address");
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                tokio::spawn(async move {
-                    let mut buffer = [0u8; 4096];
-                    while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
-                });
+    /// A peer port that drops each connection as a partition does: at once, or with a reset
+    /// once the request has arrived.
+    async fn breaking_peer(reset: bool) -> String {
+        peer(move |mut stream| async move {
+            if reset {
+                // The preface comes first, the request right after it: reset once both are in.
+                let mut buffer = [0u8; 4096];
+                let _ = stream.read(&mut buffer).await;
+                let more = stream.read(&mut buffer);
+                let _ = tokio::time::timeout(Duration::from_millis(50), more).await;
+                let _ = stream.set_zero_linger();
             }
-        });
-        format!("http://{addr}")
+            drop(stream);
+        })
+        .await
+    }
+
+    /// A peer port that reads each connection but never answers: a peer too busy to answer
+    /// in time.
+    async fn silent_peer() -> String {
+        peer(|mut stream| async move {
+            let mut buffer = [0u8; 4096];
+            while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+        })
+        .await
     }
 
     #[tokio::test]
