@@ -487,18 +487,15 @@ async fn metadata_never_names_a_term_without_its_leader() {
     eprintln!("{seen} metadata answers during the election each named their term's leader");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_node_alive_commits_never_stop_for_an_election_timeout() {
-    let _one = ONE_AT_A_TIME.lock().await;
-    let (_dir, _group, client, load) = loaded_group().await;
+/// Runs the load for `secs` seconds; asserts that no pause between two commits reached the
+/// election timeout, with `condition` in words.
+async fn assert_commits_keep_flowing(load: &Load, secs: u64, condition: &str) {
     let since = Instant::now();
-    tokio::time::sleep(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(secs)).await;
     let gaps = load.commit_gaps(since);
-    load.stop();
-    client.close();
     let at = |q: f64| gaps[((gaps.len() - 1) as f64 * (1.0 - q)).round() as usize];
     eprintln!(
-        "{} commits in 30 s; gap between commits p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
+        "{condition}: {} commits in {secs} s; gap between commits p50 {:?}, p99 {:?}, p99.9 {:?}, max {:?}",
         gaps.len() + 1,
         at(0.5),
         at(0.99),
@@ -507,7 +504,34 @@ async fn with_every_node_alive_commits_never_stop_for_an_election_timeout() {
     );
     assert!(
         gaps[0] < ELECTION_TIMEOUT_MAX,
-        "commits stopped for {:?} with every node alive",
+        "commits stopped for {:?} {condition}",
         gaps[0]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_node_alive_commits_never_stop_for_an_election_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, _group, client, load) = loaded_group().await;
+    assert_commits_keep_flowing(&load, 30, "with every node alive").await;
+    load.stop();
+    client.close();
+}
+
+/// Every commit needs the one follower left: a late answer from it must not be taken for a
+/// dead peer and backed off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_follower_paused_commits_never_stop_for_an_election_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let (_dir, group, client, load) = loaded_group().await;
+    let leader = group.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let pid = group.node(follower).pid().expect("running");
+    signal(pid, "-STOP");
+    // Commits pause at most once, while the leader learns that the paused node is silent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_commits_keep_flowing(&load, 15, "with a follower paused").await;
+    signal(pid, "-CONT");
+    load.stop();
+    client.close();
 }
