@@ -139,7 +139,9 @@ impl CoordinatorArgs {
         match ended {
             Ended::Shutdown => Ok(()),
             Ended::Resume => {
-                drop(runtime);
+                // The new program replaces every thread; waiting for blocking tasks to end
+                // could only delay it.
+                runtime.shutdown_background();
                 Err(restart())
             }
         }

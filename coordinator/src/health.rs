@@ -1,6 +1,6 @@
 //! The node's health in one place. The probes (`/healthz`, `/readyz`), the Seata server's
-//! refusals and the metadata endpoints all ask [`Node::not_serving`](crate::node::Node) and
-//! [`fault`], so they never disagree: a node whose Raft core stopped, whose storage is full,
+//! refusals and the metadata endpoints all ask the node for its verdict (`not_serving`,
+//! `failing`, `fault`, built from [`fault`] and [`quorum_lost`]), so they never disagree: a node whose Raft core stopped, whose storage is full,
 //! or that leads without a quorum is never reported ready or named as a leader.
 
 use std::path::{Path, PathBuf};

@@ -469,13 +469,10 @@ impl Membership {
     /// it), and this node has applied all but at most the allowed lag of what the leader has
     /// committed.
     pub async fn readiness(&self) -> Result<(), NotReady> {
-        if let Some(fault) = self.node.fault() {
-            return Err(NotReady::NotServing(fault.into()));
+        if let Some(failing) = self.node.failing() {
+            return Err(NotReady::NotServing(failing));
         }
         let metrics = self.metrics();
-        if let Some(lost) = self.node.quorum_lost(&metrics) {
-            return Err(NotReady::NotServing(lost));
-        }
         let membership = metrics.membership_config.membership();
         if membership.get_node(&metrics.id).is_none() {
             return Err(NotReady::NotAMember(metrics.id));

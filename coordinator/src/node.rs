@@ -169,16 +169,26 @@ impl Node {
     /// timeouts on writes that cannot commit here.
     pub fn not_serving(&self) -> Option<NotServing> {
         let metrics = self.raft.metrics().borrow().clone();
-        if let Some(fault) = health::fault(&metrics, &self.volume) {
-            return Some(fault.into());
+        if let Some(failing) = self.failing_with(&metrics) {
+            return Some(failing);
         }
-        if metrics.state != ServerState::Leader {
-            return Some(NotServing::NotLeader {
-                node: self.id,
-                leader: self.leader_description(),
-            });
+        (metrics.state != ServerState::Leader).then(|| NotServing::NotLeader {
+            node: self.id,
+            leader: self.leader_description(),
+        })
+    }
+
+    /// Why this node must not serve whatever its role: its Raft core or storage failed, or it
+    /// leads without a quorum. Such a node is not ready and names no leader to Seata clients.
+    pub fn failing(&self) -> Option<NotServing> {
+        self.failing_with(&self.raft.metrics().borrow())
+    }
+
+    fn failing_with(&self, metrics: &RaftMetrics) -> Option<NotServing> {
+        match health::fault(metrics, &self.volume) {
+            Some(fault) => Some(fault.into()),
+            None => self.quorum_lost(metrics),
         }
-        health::quorum_lost(&metrics, self.quorum_lease)
     }
 
     /// Why this node cannot serve until something changes, if so: its Raft core stopped.

@@ -306,10 +306,13 @@ impl HttpRequest {
         if let Some(authorization) = &self.authorization {
             head.push_str(&format!("Authorization: {authorization}\r\n"));
         }
-        let (content_type, body) = self.body.clone().unwrap_or_default();
-        if self.body.is_some() {
-            head.push_str(&format!("Content-Type: {content_type}\r\n"));
-        }
+        let body = match &self.body {
+            Some((content_type, body)) => {
+                head.push_str(&format!("Content-Type: {content_type}\r\n"));
+                body.as_str()
+            }
+            None => "",
+        };
         write!(stream, "{head}Content-Length: {}\r\n\r\n{body}", body.len())?;
         let mut response = String::new();
         stream.read_to_string(&mut response)?;

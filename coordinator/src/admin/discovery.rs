@@ -30,7 +30,6 @@ use super::Admin;
 use super::auth::same_secret;
 use super::error::ApiError;
 use super::params::{form, json, query};
-use crate::health::NotServing;
 use crate::membership::{MemberStatus, Role};
 
 /// Seata's default long-poll timeout (`timeout` of the watch form).
@@ -130,12 +129,6 @@ pub(super) struct SeataNode {
     metadata: HashMap<String, String>,
 }
 
-impl SeataNode {
-    fn is_leader(&self) -> bool {
-        self.role == "LEADER"
-    }
-}
-
 /// Seata's `Node.Endpoint`.
 #[derive(Serialize)]
 struct Endpoint {
@@ -172,6 +165,10 @@ impl SeataNode {
             metadata: HashMap::new(),
         })
     }
+
+    fn is_leader(&self) -> bool {
+        self.role == "LEADER"
+    }
 }
 
 /// Refuses any group but this one (a blank group means this one, as in Seata).
@@ -198,11 +195,7 @@ pub(super) async fn cluster(
 ) -> Result<Json<Metadata>, ApiError> {
     let filter: GroupFilter = query(&uri)?;
     check_group(&admin, filter.group.as_deref())?;
-    if let Some(failing) = admin
-        .node
-        .not_serving()
-        .filter(|why| !matches!(why, NotServing::NotLeader { .. }))
-    {
+    if let Some(failing) = admin.node.failing() {
         return Err(unavailable(failing.to_string()));
     }
     let announced = admin
